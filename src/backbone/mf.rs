@@ -1,0 +1,31 @@
+//! Matrix factorisation with BPR (Rendle et al. 2009): final embeddings are the layer-0
+//! table itself. The simplest backbone, and the no-graph reference for the others.
+
+use super::{xavier_node_table, Backbone, BuildContext, Mode};
+use crate::config::ModelConfig;
+use candle_core::{Result, Tensor, Var};
+
+pub struct Mf {
+    table: Var,
+}
+
+impl Mf {
+    pub fn new(cfg: &ModelConfig, ctx: BuildContext) -> Result<Self> {
+        Ok(Self { table: xavier_node_table(ctx.n_users, ctx.n_items, cfg.dim, ctx.device, ctx.rng)? })
+    }
+}
+
+impl Backbone for Mf {
+    fn name(&self) -> &'static str {
+        "mf"
+    }
+    fn params(&self) -> Vec<(String, Var)> {
+        vec![("embedding".into(), self.table.clone())]
+    }
+    fn ego(&self) -> Result<Tensor> {
+        Ok(self.table.as_tensor().clone())
+    }
+    fn encode(&self, ego: &Tensor, _mode: &mut Mode) -> Result<Tensor> {
+        Ok(ego.clone())
+    }
+}

@@ -1,0 +1,86 @@
+//! Collaborative backbones behind one small trait.
+//!
+//! A backbone owns its parameters and knows how to turn layer-0 node embeddings
+//! (`ego`, `[U+I, d]`, users first) into final node embeddings (`encode`). The trainer
+//! computes BPR on the final embeddings, adds the backbone's own self-supervised terms
+//! (`aux_losses`, e.g. SGL/SimGCL contrastive losses) and whatever the alignment plug-in
+//! returns. Because an alignment may rewrite `ego` before propagation (RLMRec-Gen masks
+//! nodes) and reads the final embeddings after it, neither side knows the other.
+//! Scores are always `<e_u, e_i>` of the final embeddings.
+//!
+//! Adding a backbone = one file here + one arm in [`build`] + its defaults in the config.
+
+pub mod lightgcn;
+pub mod mf;
+
+use crate::config::ModelConfig;
+use crate::data::graph::BipartiteGraph;
+use crate::rng::Rng;
+use crate::train::batch::Batch;
+use candle_core::{DType, Device, Result, Tensor, Var};
+use std::sync::Arc;
+
+/// A named, already weighted loss term (logged under its name, summed by the trainer).
+pub struct LossTerm {
+    pub name: String,
+    pub value: Tensor,
+}
+
+impl LossTerm {
+    pub fn new(name: impl Into<String>, value: Tensor) -> Self {
+        Self { name: name.into(), value }
+    }
+}
+
+/// Whether stochastic parts (edge dropout, noise) are active.
+pub enum Mode<'a> {
+    Train(&'a mut Rng),
+    Eval,
+}
+
+/// What a backbone is built from.
+pub struct BuildContext<'a> {
+    pub n_users: usize,
+    pub n_items: usize,
+    pub graph: Arc<BipartiteGraph>,
+    pub device: &'a Device,
+    pub rng: &'a mut Rng,
+}
+
+pub trait Backbone: Send {
+    /// Short name used in configs, logs and saved models.
+    fn name(&self) -> &'static str;
+    /// Trainable parameters with stable names (the keys in `model.safetensors`).
+    fn params(&self) -> Vec<(String, Var)>;
+    /// Layer-0 node embeddings `[U+I, d]`, users first.
+    fn ego(&self) -> Result<Tensor>;
+    /// Final node embeddings `[U+I, d_out]` from (possibly rewritten) layer-0 embeddings.
+    fn encode(&self, ego: &Tensor, mode: &mut Mode) -> Result<Tensor>;
+    /// The backbone's own extra losses for a training batch (none by default).
+    fn aux_losses(&self, _ego: &Tensor, _batch: &Batch, _rng: &mut Rng) -> Result<Vec<LossTerm>> {
+        Ok(Vec::new())
+    }
+}
+
+/// Builds the backbone named in the config.
+pub fn build(cfg: &ModelConfig, ctx: BuildContext) -> anyhow::Result<Box<dyn Backbone>> {
+    Ok(match cfg.backbone.as_str() {
+        "mf" => Box::new(mf::Mf::new(cfg, ctx)?),
+        "lightgcn" => Box::new(lightgcn::LightGcn::new(cfg, ctx)?),
+        other => anyhow::bail!("unknown backbone `{other}` (known: mf, lightgcn; mostpop is a baseline without training)"),
+    })
+}
+
+/// Xavier-uniform initialised embedding table for users and items, stored as one
+/// `[U+I, d]` variable: each block uses its own bound `sqrt(6 / (rows + d))`, as two
+/// separate `nn.init.xavier_uniform_` tables would (RLMRec's initialisation).
+pub fn xavier_node_table(n_users: usize, n_items: usize, d: usize, device: &Device, rng: &mut Rng) -> Result<Var> {
+    let mut data = Vec::with_capacity((n_users + n_items) * d);
+    for rows in [n_users, n_items] {
+        let bound = (6.0 / (rows + d) as f64).sqrt();
+        for _ in 0..rows * d {
+            data.push(((rng.f64() * 2.0 - 1.0) * bound) as f32);
+        }
+    }
+    Var::from_tensor(&Tensor::from_vec(data, (n_users + n_items, d), &Device::Cpu)?.to_device(device)?.to_dtype(DType::F32)?)
+}

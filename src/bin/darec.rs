@@ -1,0 +1,123 @@
+//! The `darec` command line: train, evaluate and inspect recommenders.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use darec::config::Config;
+use darec::data::load::load_dataset;
+use darec::data::stats::stats;
+use darec::eval::markdown_table;
+use std::path::PathBuf;
+
+/// darec: recommenders aligned with language-model semantics (RLMRec, DaRec).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Log level (error, warn, info, debug), or a tracing filter.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model, validate with early stopping, test once, and save the run.
+    Train {
+        /// TOML config (see configs/); defaults apply to everything it leaves out.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a config field, e.g. `--set train.lr=5e-4` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Run directory (default: <output.runs_dir>/<dataset>-<backbone>-s<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Re-evaluate a saved run from its directory.
+    Eval {
+        /// Run directory written by `darec train`.
+        #[arg(long)]
+        run: PathBuf,
+        /// Split to evaluate: test or valid.
+        #[arg(long, default_value = "test")]
+        split: String,
+    },
+    /// Inspect datasets.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Users, items, interactions per split, density and degree quantiles.
+    Stats {
+        /// A built-in dataset name (ml-1m, ml-100k, amazon, yelp) or a config file.
+        dataset: String,
+        /// Override a config field (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().init();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let threads = cli.threads.unwrap_or(0);
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("thread pool")?;
+    match cli.command {
+        Command::Train { config, set, out } => {
+            let mut cfg = Config::load(config.as_deref(), &set)?;
+            if cli.threads.is_some() {
+                cfg.train.threads = threads;
+            }
+            let r = darec::pipeline::train_run(&cfg, out)?;
+            let label = format!("{} {} seed {}", r.dataset, r.backbone, r.seed);
+            println!("{}", markdown_table(&[(label, r.test.clone())]));
+            if let Some(t) = &r.training {
+                println!(
+                    "best epoch {} of {}; {:.2} s/epoch, {:.2} s/validation, {:.0} s total; peak memory {:.0} MiB",
+                    t.best_epoch,
+                    t.epochs_run,
+                    t.epoch_seconds,
+                    t.eval_seconds,
+                    t.total_seconds,
+                    t.peak_rss_mib.unwrap_or(f64::NAN)
+                );
+            }
+            println!("run saved to {}", r.run_dir.display());
+        }
+        Command::Eval { run, split } => {
+            let (cfg, m) = darec::pipeline::eval_run(&run, &split)?;
+            let label = format!("{} {} ({split})", cfg.data.name, cfg.model.backbone);
+            println!("{}", markdown_table(&[(label, m)]));
+        }
+        Command::Data { command: DataCommand::Stats { dataset, set } } => {
+            let cfg = if dataset.ends_with(".toml") {
+                Config::load(Some(std::path::Path::new(&dataset)), &set)?
+            } else {
+                let mut s = vec![format!("data.name=\"{dataset}\"")];
+                s.extend(set);
+                if !darec::config::preset_names().contains(&dataset.as_str()) {
+                    anyhow::bail!("unknown dataset `{dataset}`; built-in: {}; or pass a config file", darec::config::preset_names().join(", "));
+                }
+                Config::load(None, &s)?
+            };
+            let ds = load_dataset(&cfg.data)?;
+            println!("{}", stats(&ds));
+        }
+    }
+    Ok(())
+}

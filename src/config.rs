@@ -1,0 +1,335 @@
+//! Run configuration: one TOML file with sections `data`, `model`, `train`, `eval`,
+//! `align`, `output`; every field has a default and can be overridden from the command
+//! line with `--set section.field=value`. Unknown fields are errors (typos never pass
+//! silently). `data.name` of a built-in dataset (`ml-1m`, `ml-100k`, `amazon`, `yelp`)
+//! fills in its format, path and preparation from `configs/datasets/<name>.toml`,
+//! embedded in the binary; fields given in the file or by `--set` win.
+
+use crate::data::delimited::DelimitedOptions;
+use crate::data::prepare::PrepareOptions;
+use crate::data::recbole::RecboleOptions;
+use crate::data::rlmrec::RlmrecFormat;
+use crate::eval::EvalOptions;
+use crate::ops::AdamConfig;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub eval: EvalOptions,
+    pub output: OutputConfig,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DataFormat {
+    /// RecBole atomic files `<path>/<name>.inter` (+ `.item`, `.user`).
+    #[default]
+    Recbole,
+    /// One delimited interaction file at `<path>`.
+    Delimited,
+    /// RLMRec's split directory `<path>/{trn,val,tst}_mat.pkl` or `.tsv`.
+    Rlmrec,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Dataset name; a built-in name brings its own defaults.
+    pub name: String,
+    pub format: DataFormat,
+    /// Directory (recbole, rlmrec) or file (delimited). A leading `@cache/` stands for the
+    /// download cache: `$DAREC_CACHE`, or `.cache` in the working directory.
+    pub path: String,
+    /// File stem of RecBole atomic files (defaults to `name`).
+    pub recbole_stem: Option<String>,
+    pub recbole: RecboleOptions,
+    pub delimited: DelimitedOptions,
+    pub rlmrec_format: RlmrecFormat,
+    pub prepare: PrepareOptions,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            name: "ml-1m".into(),
+            format: DataFormat::Recbole,
+            path: "@cache/data/ml-1m".into(),
+            recbole_stem: None,
+            recbole: RecboleOptions::default(),
+            delimited: DelimitedOptions::default(),
+            rlmrec_format: RlmrecFormat::default(),
+            prepare: PrepareOptions::default(),
+        }
+    }
+}
+
+impl DataConfig {
+    /// The data path with `@cache/` expanded.
+    pub fn resolved_path(&self) -> PathBuf {
+        resolve_cache_path(&self.path)
+    }
+}
+
+/// Expands a leading `@cache/` to the download cache directory.
+pub fn resolve_cache_path(p: &str) -> PathBuf {
+    match p.strip_prefix("@cache/") {
+        Some(rest) => cache_dir().join(rest),
+        None => PathBuf::from(p),
+    }
+}
+
+/// `$DAREC_CACHE` or `./.cache`.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("DAREC_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".cache"))
+}
+
+/// The collaborative model (RLMRec's defaults, SPEC.md section 2).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `mf`, `lightgcn`, or the training-free baseline `mostpop`.
+    pub backbone: String,
+    /// Embedding size.
+    pub dim: usize,
+    /// Propagation layers (graph backbones).
+    pub layers: usize,
+    /// Probability that an edge survives dropout during training (1 = no dropout).
+    pub keep_rate: f32,
+    /// Weight of `sum ||W||^2` over all parameters.
+    pub reg: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self { backbone: "lightgcn".into(), dim: 32, layers: 3, keep_rate: 0.8, reg: 1e-6 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Fixes every random choice of training (initialisation, sampling, dropout). The
+    /// split has its own seed, `data.prepare.seed`, so seeds of a model share one split.
+    pub seed: u64,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    /// Validate every this many epochs.
+    pub eval_every: usize,
+    /// Stop after this many validations without strict improvement.
+    pub patience: usize,
+    /// Validation metric for early stopping, e.g. `recall@20`.
+    pub metric: String,
+    /// Worker threads (0: all cores).
+    pub threads: usize,
+    /// Show a progress bar (the default when stderr is a terminal).
+    pub progress: Option<bool>,
+    pub adam: AdamExtra,
+}
+
+/// Adam settings other than the learning rate.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdamExtra {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Default for AdamExtra {
+    fn default() -> Self {
+        let d = AdamConfig::default();
+        Self { beta1: d.beta1, beta2: d.beta2, eps: d.eps }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 2024,
+            lr: 1e-3,
+            batch_size: 4096,
+            max_epochs: 500,
+            eval_every: 3,
+            patience: 5,
+            metric: "recall@20".into(),
+            threads: 0,
+            progress: None,
+            adam: AdamExtra::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Parent directory of run directories.
+    pub runs_dir: PathBuf,
+    /// Run directory name (default `<dataset>-<backbone>-s<seed>`).
+    pub run_name: Option<String>,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self { runs_dir: PathBuf::from("runs"), run_name: None }
+    }
+}
+
+/// Built-in dataset presets, embedded from `configs/datasets/`.
+const PRESETS: &[(&str, &str)] = &[
+    ("ml-1m", include_str!("../configs/datasets/ml-1m.toml")),
+    ("ml-100k", include_str!("../configs/datasets/ml-100k.toml")),
+    ("amazon", include_str!("../configs/datasets/amazon.toml")),
+    ("yelp", include_str!("../configs/datasets/yelp.toml")),
+];
+
+/// Names of the built-in datasets.
+pub fn preset_names() -> Vec<&'static str> {
+    PRESETS.iter().map(|p| p.0).collect()
+}
+
+impl Config {
+    /// Loads a TOML file (or only defaults when `path` is None), applies the dataset preset
+    /// and then the `key=value` overrides, and validates the result.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> anyhow::Result<Config> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read config", p.display()))?;
+                toml::from_str::<toml::Table>(&text).with_context(|| format!("{}: invalid TOML", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        let name = table
+            .get("data")
+            .and_then(|d| d.get("name"))
+            .and_then(|n| n.as_str())
+            .unwrap_or("ml-1m")
+            .to_string();
+        if let Some((_, preset)) = PRESETS.iter().find(|p| p.0 == name) {
+            let mut base: toml::Table = toml::from_str(preset).expect("built-in preset is valid TOML");
+            merge(&mut base, table);
+            table = base;
+        }
+        let where_ = path.map(|p| p.display().to_string()).unwrap_or_else(|| "defaults".into());
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{where_}: {}", e.message()))
+            .with_context(|| format!("invalid configuration ({where_} with --set overrides)"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// A config for a dataset preset by name, with defaults elsewhere.
+    pub fn for_dataset(name: &str) -> anyhow::Result<Config> {
+        if !preset_names().contains(&name) {
+            bail!("unknown dataset `{name}`; built-in: {}; or pass a config file", preset_names().join(", "));
+        }
+        Config::load(None, &[format!("data.name=\"{name}\"")])
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let t = &self.train;
+        if t.batch_size == 0 || t.eval_every == 0 || t.max_epochs == 0 {
+            bail!("train.batch_size, train.eval_every and train.max_epochs must be positive");
+        }
+        if !(t.lr > 0.0) {
+            bail!("train.lr must be positive, got {}", t.lr);
+        }
+        let m = &self.model;
+        if m.dim == 0 {
+            bail!("model.dim must be positive");
+        }
+        if !(m.keep_rate > 0.0 && m.keep_rate <= 1.0) {
+            bail!("model.keep_rate must be in (0, 1], got {}", m.keep_rate);
+        }
+        if m.reg < 0.0 {
+            bail!("model.reg must be >= 0, got {}", m.reg);
+        }
+        if !["mf", "lightgcn", "mostpop"].contains(&m.backbone.as_str()) {
+            bail!("model.backbone `{}` is not known (mf, lightgcn, mostpop)", m.backbone);
+        }
+        let metric_k = t.metric.split('@').nth(1).and_then(|k| k.parse::<usize>().ok());
+        match metric_k {
+            Some(k) if self.eval.ks.contains(&k) => {}
+            _ => bail!("train.metric `{}` must be <metric>@<k> with k in eval.ks {:?}", t.metric, self.eval.ks),
+        }
+        self.data.prepare.validate().map_err(|e| anyhow::anyhow!("data.prepare: {e}"))?;
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+
+    pub fn run_name(&self) -> String {
+        self.output
+            .run_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-s{}", self.data.name, self.model.backbone, self.train.seed))
+    }
+}
+
+/// Applies `a.b.c=value` to a TOML table; `value` is parsed as TOML (`5e-4`, `true`,
+/// `"text"`, `[5, 10]`), and taken as a string when it does not parse.
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> anyhow::Result<()> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .with_context(|| format!("--set `{assignment}`: expected key=value, e.g. train.lr=5e-4"))?;
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("--set `{assignment}`: empty key segment");
+    }
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .with_context(|| format!("--set `{assignment}`: `{p}` is not a section"))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// Recursively merges `over` into `base` (values of `over` win).
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_presets_and_typos() {
+        let c = Config::load(None, &["train.lr=5e-4".into(), "data.name=amazon".into(), "eval.ks=[5, 20]".into()]).unwrap();
+        assert_eq!(c.train.lr, 5e-4);
+        assert_eq!(c.data.format, DataFormat::Rlmrec);
+        assert_eq!(c.eval.ks, vec![5, 20]);
+        let e = Config::load(None, &["train.lrr=1".into()]).unwrap_err();
+        assert!(format!("{e:#}").contains("lrr"), "{e:#}");
+        assert!(Config::load(None, &["train.metric=\"recall@7\"".into()]).is_err());
+        assert!(Config::load(None, &["model.backbone=\"gnn\"".into()]).is_err());
+        let round: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(round, c);
+    }
+}

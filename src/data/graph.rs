@@ -1,0 +1,245 @@
+//! The user-item bipartite graph of the training split and its symmetric normalisation
+//! `D^-1/2 A D^-1/2` (SPEC.md section 2; LightGCN, He et al. 2020, eq. 7).
+//!
+//! Nodes are numbered users first (`0..U`), then items (`U..U+I`). [`Csr`] is the sparse
+//! matrix the propagation op multiplies with. Edge dropout (training only) keeps each
+//! *undirected* edge with probability `keep_rate` and keeps the surviving entries' values
+//! from the full graph (no rescaling, as RLMRec). Dropping both directions together is our
+//! choice: it keeps the matrix symmetric, so the backward pass is the same product.
+
+use crate::data::UserItems;
+use crate::rng::Rng;
+use rayon::prelude::*;
+
+/// Compressed sparse rows, f32 values.
+#[derive(Clone, Debug, Default)]
+pub struct Csr {
+    pub n: usize,
+    pub indptr: Vec<usize>,
+    pub indices: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+/// Rows per rayon task in the sparse product: big enough to amortise scheduling.
+const ROWS_PER_TASK: usize = 256;
+
+impl Csr {
+    pub fn nnz(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// `out = self * x` for a dense row-major `x` with `d` columns (`out` is overwritten).
+    pub fn spmm(&self, x: &[f32], d: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), self.n * d);
+        debug_assert_eq!(out.len(), self.n * d);
+        out.par_chunks_mut(ROWS_PER_TASK * d).enumerate().for_each(|(chunk, out_rows)| {
+            let first = chunk * ROWS_PER_TASK;
+            for (r, orow) in out_rows.chunks_mut(d).enumerate() {
+                let row = first + r;
+                orow.fill(0.0);
+                for k in self.indptr[row]..self.indptr[row + 1] {
+                    let w = self.values[k];
+                    let c = self.indices[k] as usize;
+                    let xrow = &x[c * d..(c + 1) * d];
+                    for (o, v) in orow.iter_mut().zip(xrow) {
+                        *o += w * v;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Dense copy (tests and tiny graphs only).
+    pub fn to_dense(&self) -> Vec<f32> {
+        let mut m = vec![0.0; self.n * self.n];
+        for r in 0..self.n {
+            for k in self.indptr[r]..self.indptr[r + 1] {
+                m[r * self.n + self.indices[k] as usize] += self.values[k];
+            }
+        }
+        m
+    }
+}
+
+/// The training graph: structure plus, for every stored entry, the id of its undirected edge.
+#[derive(Clone, Debug)]
+pub struct BipartiteGraph {
+    pub n_users: usize,
+    pub n_items: usize,
+    indptr: Vec<usize>,
+    indices: Vec<u32>,
+    edge_id: Vec<u32>,
+    n_edges: usize,
+}
+
+impl BipartiteGraph {
+    /// Builds the graph from the per-user training item lists (duplicates already removed).
+    pub fn from_train(n_users: usize, n_items: usize, train: &UserItems) -> Self {
+        let n = n_users + n_items;
+        let mut deg = vec![0usize; n];
+        for u in 0..n_users {
+            for &i in train.row(u as u32) {
+                deg[u] += 1;
+                deg[n_users + i as usize] += 1;
+            }
+        }
+        let mut indptr = vec![0usize; n + 1];
+        for v in 0..n {
+            indptr[v + 1] = indptr[v] + deg[v];
+        }
+        let nnz = indptr[n];
+        let mut fill = indptr.clone();
+        let mut indices = vec![0u32; nnz];
+        let mut edge_id = vec![0u32; nnz];
+        let mut e = 0u32;
+        for u in 0..n_users {
+            for &i in train.row(u as u32) {
+                let iv = n_users + i as usize;
+                indices[fill[u]] = iv as u32;
+                edge_id[fill[u]] = e;
+                fill[u] += 1;
+                indices[fill[iv]] = u as u32;
+                edge_id[fill[iv]] = e;
+                fill[iv] += 1;
+                e += 1;
+            }
+        }
+        Self { n_users, n_items, indptr, indices, edge_id, n_edges: e as usize }
+    }
+
+    pub fn n_nodes(&self) -> usize {
+        self.n_users + self.n_items
+    }
+    pub fn n_edges(&self) -> usize {
+        self.n_edges
+    }
+    pub fn degree(&self, v: usize) -> usize {
+        self.indptr[v + 1] - self.indptr[v]
+    }
+
+    /// `D^-1/2 (A [+ I]) D^-1/2` over all edges. Isolated nodes get an empty row (or just
+    /// their self loop).
+    pub fn normalized(&self, self_loops: bool) -> Csr {
+        self.build(self_loops, None)
+    }
+
+    /// Like [`normalized`](Self::normalized) but each undirected edge survives with
+    /// probability `keep_rate`; surviving entries keep their full-graph values.
+    pub fn normalized_dropped(&self, self_loops: bool, keep_rate: f32, rng: &mut Rng) -> Csr {
+        if keep_rate >= 1.0 {
+            return self.normalized(self_loops);
+        }
+        let keep: Vec<bool> = (0..self.n_edges).map(|_| rng.f32() < keep_rate).collect();
+        self.build(self_loops, Some(&keep))
+    }
+
+    fn build(&self, self_loops: bool, keep: Option<&[bool]>) -> Csr {
+        let n = self.n_nodes();
+        let loop_deg = if self_loops { 1.0 } else { 0.0 };
+        let inv_sqrt: Vec<f32> = (0..n)
+            .map(|v| {
+                let d = self.degree(v) as f32 + loop_deg;
+                if d > 0.0 { 1.0 / d.sqrt() } else { 0.0 }
+            })
+            .collect();
+        let cap = keep.map_or(self.indices.len(), |k| k.iter().filter(|&&x| x).count() * 2) + if self_loops { n } else { 0 };
+        let mut indptr = Vec::with_capacity(n + 1);
+        let mut indices = Vec::with_capacity(cap);
+        let mut values = Vec::with_capacity(cap);
+        indptr.push(0);
+        for v in 0..n {
+            let mut pushed_loop = !self_loops;
+            for k in self.indptr[v]..self.indptr[v + 1] {
+                let c = self.indices[k] as usize;
+                if !pushed_loop && c > v {
+                    indices.push(v as u32);
+                    values.push(inv_sqrt[v] * inv_sqrt[v]);
+                    pushed_loop = true;
+                }
+                if keep.is_some_and(|kp| !kp[self.edge_id[k] as usize]) {
+                    continue;
+                }
+                indices.push(c as u32);
+                values.push(inv_sqrt[v] * inv_sqrt[c]);
+            }
+            if !pushed_loop {
+                indices.push(v as u32);
+                values.push(inv_sqrt[v] * inv_sqrt[v]);
+            }
+            indptr.push(indices.len());
+        }
+        Csr { n, indptr, indices, values }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> BipartiteGraph {
+        // users 0,1 ; items 0,1,2 ; edges u0-i0, u0-i1, u1-i1
+        let ui = UserItems::from_pairs(2, &[(0, 0), (0, 1), (1, 1)]);
+        BipartiteGraph::from_train(2, 3, &ui)
+    }
+
+    #[test]
+    fn normalisation_matches_hand_computed_values() {
+        let g = tiny();
+        let a = g.normalized(false).to_dense();
+        let n = 5;
+        // degrees: u0=2, u1=1, i0=1, i1=2, i2=0
+        let at = |r: usize, c: usize| a[r * n + c];
+        assert!((at(0, 2) - 1.0 / (2f32.sqrt() * 1.0)).abs() < 1e-6);
+        assert!((at(0, 3) - 1.0 / 2.0).abs() < 1e-6);
+        assert!((at(1, 3) - 1.0 / 2f32.sqrt()).abs() < 1e-6);
+        for r in 0..n {
+            for c in 0..n {
+                assert_eq!(at(r, c), at(c, r), "symmetric");
+            }
+        }
+        assert_eq!(at(4, 4), 0.0);
+        let s = g.normalized(true).to_dense();
+        // with self loops: u0 degree 3, i0 degree 2
+        assert!((s[0] - 1.0 / 3.0).abs() < 1e-6);
+        assert!((s[2] - 1.0 / (3f32.sqrt() * 2f32.sqrt())).abs() < 1e-6);
+        assert!((s[4 * n + 4] - 1.0).abs() < 1e-6, "isolated node keeps its self loop");
+    }
+
+    #[test]
+    fn dropout_is_symmetric_keeps_values_and_roughly_the_rate() {
+        let pairs: Vec<(u32, u32)> = (0..200u32).flat_map(|u| (0..10u32).map(move |k| (u, (u * 7 + k * 13) % 150))).collect();
+        let ui = UserItems::from_pairs(200, &pairs);
+        let g = BipartiteGraph::from_train(200, 150, &ui);
+        let full = g.normalized(false).to_dense();
+        let mut rng = Rng::new(5);
+        let d = g.normalized_dropped(false, 0.8, &mut rng);
+        let dense = d.to_dense();
+        let n = g.n_nodes();
+        for r in 0..n {
+            for c in 0..n {
+                let v = dense[r * n + c];
+                assert_eq!(v, dense[c * n + r]);
+                assert!(v == 0.0 || v == full[r * n + c]);
+            }
+        }
+        let kept = d.nnz() as f64 / g.normalized(false).nnz() as f64;
+        assert!((kept - 0.8).abs() < 0.03, "kept {kept}");
+    }
+
+    #[test]
+    fn spmm_matches_dense_product() {
+        let g = tiny();
+        let a = g.normalized(true);
+        let dense = a.to_dense();
+        let d = 3;
+        let x: Vec<f32> = (0..5 * d).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut out = vec![0.0; 5 * d];
+        a.spmm(&x, d, &mut out);
+        for r in 0..5 {
+            for j in 0..d {
+                let want: f32 = (0..5).map(|c| dense[r * 5 + c] * x[c * d + j]).sum();
+                assert!((out[r * d + j] - want).abs() < 1e-6);
+            }
+        }
+    }
+}

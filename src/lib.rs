@@ -1,0 +1,16 @@
+//! darec: recommenders aligned with language-model semantics (RLMRec, DaRec) on candle.
+//!
+//! Layout: `data` (readers, preparation, graph), `ops` (fused candle custom ops),
+//! `backbone` (collaborative models), `align` (alignment plug-ins), `train`, `eval`,
+//! `config`, `run` (run directories and atomic writes).
+
+pub mod align;
+pub mod backbone;
+pub mod config;
+pub mod data;
+pub mod eval;
+pub mod ops;
+pub mod pipeline;
+pub mod rng;
+pub mod run;
+pub mod train;

@@ -1,0 +1,111 @@
+//! End-to-end jobs behind the CLI: train a configured model into a run directory, and
+//! re-evaluate a saved run.
+
+use crate::align::NoAlignment;
+use crate::config::Config;
+use crate::data::load::load_dataset;
+use crate::data::Dataset;
+use crate::eval::{evaluate, markdown_table, Metrics, MostPop};
+use crate::run::{write_atomic, write_json, RunDir};
+use crate::train::{self, Model, TrainOutcome};
+use anyhow::Context;
+use candle_core::Device;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The final results of a run (`metrics.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    pub dataset: String,
+    pub backbone: String,
+    pub seed: u64,
+    pub run_dir: PathBuf,
+    pub test: Metrics,
+    pub valid: Metrics,
+    /// Training details (absent for MostPop).
+    pub training: Option<TrainOutcome>,
+}
+
+/// The device darec computes on: CPU, or the first CUDA GPU when built with `--features cuda`.
+pub fn device() -> anyhow::Result<Device> {
+    #[cfg(feature = "cuda")]
+    {
+        return Ok(Device::new_cuda(0)?);
+    }
+    #[allow(unreachable_code)]
+    Ok(Device::Cpu)
+}
+
+/// Loads the data, trains (or fits MostPop), evaluates and writes the run directory.
+pub fn train_run(cfg: &Config, out: Option<PathBuf>) -> anyhow::Result<RunResult> {
+    let ds = load_dataset(&cfg.data)?;
+    tracing::info!(
+        users = ds.n_users(),
+        items = ds.n_items(),
+        train = ds.train.len(),
+        valid = ds.valid.len(),
+        test = ds.test.len(),
+        "dataset {} ready",
+        ds.name
+    );
+    train_on(cfg, &ds, out)
+}
+
+/// Like [`train_run`] on an already prepared dataset (used by grids of runs).
+pub fn train_on(cfg: &Config, ds: &Dataset, out: Option<PathBuf>) -> anyhow::Result<RunResult> {
+    let dir = out.unwrap_or_else(|| cfg.output.runs_dir.join(cfg.run_name()));
+    let mut run = RunDir::create(&dir)?;
+    write_atomic(&run.file("config.toml"), cfg.to_toml().as_bytes())?;
+    write_json(&run.file("users.json"), &ds.user_ids.external)?;
+    write_json(&run.file("items.json"), &ds.item_ids.external)?;
+
+    let result = if cfg.model.backbone == "mostpop" {
+        let train_ui = ds.user_items(&ds.train);
+        let pop = MostPop::fit(&train_ui, ds.n_items());
+        let valid = evaluate(&pop, &ds.user_items(&ds.valid), &[&train_ui], &cfg.eval)?;
+        let test = evaluate(&pop, &ds.user_items(&ds.test), &[&train_ui], &cfg.eval)?;
+        run.log(&serde_json::json!({"split": "test", "metrics": test.values}))?;
+        RunResult { dataset: ds.name.clone(), backbone: "mostpop".into(), seed: cfg.train.seed, run_dir: dir.clone(), test, valid, training: None }
+    } else {
+        let mut model = Model::build(cfg, ds, Box::new(NoAlignment), &device()?)?;
+        let outcome = train::train(&mut model, ds, cfg, &mut run)?;
+        model.save(&run.file("model.safetensors"))?;
+        RunResult {
+            dataset: ds.name.clone(),
+            backbone: cfg.model.backbone.clone(),
+            seed: cfg.train.seed,
+            run_dir: dir.clone(),
+            test: outcome.test.clone(),
+            valid: outcome.best_valid.clone(),
+            training: Some(outcome),
+        }
+    };
+    write_json(&run.file("metrics.json"), &result)?;
+    let label = format!("{} {} seed {}", result.dataset, result.backbone, result.seed);
+    let md = format!("# Test metrics\n\n{}", markdown_table(&[(label, result.test.clone())]));
+    write_atomic(&run.file("metrics.md"), md.as_bytes())?;
+    Ok(result)
+}
+
+/// Re-evaluates a saved run on `split` ("test" or "valid") from its config and model.
+pub fn eval_run(dir: &Path, split: &str) -> anyhow::Result<(Config, Metrics)> {
+    let run = RunDir::open(dir)?;
+    let cfg = Config::load(Some(&run.file("config.toml")), &[])?;
+    let ds = load_dataset(&cfg.data)?;
+    let saved_users: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(run.file("users.json")).with_context(|| format!("{}: users.json missing", dir.display()))?,
+    )?;
+    if saved_users != ds.user_ids.external {
+        anyhow::bail!("{}: the dataset now yields different users than when the run was trained", dir.display());
+    }
+    if cfg.model.backbone == "mostpop" {
+        let train_ui = ds.user_items(&ds.train);
+        let pop = MostPop::fit(&train_ui, ds.n_items());
+        let truth = if split == "valid" { ds.user_items(&ds.valid) } else { ds.user_items(&ds.test) };
+        return Ok((cfg.clone(), evaluate(&pop, &truth, &[&train_ui], &cfg.eval)?));
+    }
+    let model = Model::build(&cfg, &ds, Box::new(NoAlignment), &device()?)?;
+    model.load(&run.file("model.safetensors"))?;
+    let m = train::evaluate_split(&model, &ds, split, &cfg)?;
+    Ok((cfg, m))
+}

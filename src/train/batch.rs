@@ -1,0 +1,34 @@
+//! A training batch of (user, positive item, negative item) triples, with the node
+//! indices (items offset by the number of users) ready as tensors for gathering.
+
+use candle_core::{Device, Result, Tensor};
+
+pub struct Batch {
+    pub users: Vec<u32>,
+    pub pos: Vec<u32>,
+    pub neg: Vec<u32>,
+    /// Node indices `[B]` (u32) of users, positive items and negative items.
+    pub user_nodes: Tensor,
+    pub pos_nodes: Tensor,
+    pub neg_nodes: Tensor,
+}
+
+impl Batch {
+    pub fn new(triples: &[(u32, u32, u32)], n_users: usize, device: &Device) -> Result<Self> {
+        let users: Vec<u32> = triples.iter().map(|t| t.0).collect();
+        let pos: Vec<u32> = triples.iter().map(|t| t.1).collect();
+        let neg: Vec<u32> = triples.iter().map(|t| t.2).collect();
+        let off = n_users as u32;
+        let b = triples.len();
+        let user_nodes = Tensor::from_vec(users.clone(), b, device)?;
+        let pos_nodes = Tensor::from_vec(pos.iter().map(|i| i + off).collect::<Vec<_>>(), b, device)?;
+        let neg_nodes = Tensor::from_vec(neg.iter().map(|i| i + off).collect::<Vec<_>>(), b, device)?;
+        Ok(Self { users, pos, neg, user_nodes, pos_nodes, neg_nodes })
+    }
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}

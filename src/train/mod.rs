@@ -1,0 +1,224 @@
+//! The training loop under RLMRec's protocol (SPEC.md section 2): Adam, BPR over shuffled
+//! (user, positive, negative) triples in batches, the backbone's own losses and the
+//! alignment's losses added, validation every `eval_every` epochs on the early-stopping
+//! metric, stop after `patience` validations without strict improvement, best weights
+//! restored.
+//!
+//! `reg * sum ||W||^2` over all parameters is applied as Adam's (coupled) weight decay
+//! `2 * reg`, which adds exactly its gradient `2 * reg * W` inside the fused optimizer
+//! pass instead of building the penalty through autograd every step. (On non-CPU devices
+//! it is an explicit loss term.)
+
+pub mod batch;
+pub mod loss;
+pub mod model;
+pub mod sampler;
+
+pub use model::Model;
+
+use crate::backbone::{LossTerm, Mode};
+use crate::config::Config;
+use crate::data::Dataset;
+use crate::eval::{evaluate, EmbeddingScorer, Metrics};
+use crate::ops::{Adam, AdamConfig};
+use crate::rng::Rng;
+use crate::run::RunDir;
+use batch::Batch;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sampler::BprSampler;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::Instant;
+
+/// What a finished training reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainOutcome {
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub best_valid: Metrics,
+    pub test: Metrics,
+    /// Mean wall time of one training epoch (sampling + steps), seconds.
+    pub epoch_seconds: f64,
+    /// Mean wall time of one full validation, seconds.
+    pub eval_seconds: f64,
+    pub total_seconds: f64,
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Serialize)]
+struct EvalLine<'a> {
+    epoch: usize,
+    split: &'a str,
+    #[serde(flatten)]
+    metrics: &'a BTreeMap<String, f64>,
+    #[serde(flatten)]
+    losses: BTreeMap<String, f64>,
+    epoch_seconds: f64,
+    eval_seconds: f64,
+    best: bool,
+}
+
+/// Evaluates the model on a split, masking the training items.
+pub fn evaluate_split(model: &Model, ds: &Dataset, split: &str, cfg: &Config) -> anyhow::Result<Metrics> {
+    let truth = match split {
+        "valid" => ds.user_items(&ds.valid),
+        "test" => ds.user_items(&ds.test),
+        other => anyhow::bail!("unknown split `{other}`"),
+    };
+    let train = ds.user_items(&ds.train);
+    let (users, items) = model.final_embeddings()?;
+    let scorer = EmbeddingScorer { users, items };
+    evaluate(&scorer, &truth, &[&train], &cfg.eval)
+}
+
+/// Trains `model` on `ds` and evaluates the test split once with the best weights.
+pub fn train(model: &mut Model, ds: &Dataset, cfg: &Config, run: &mut RunDir) -> anyhow::Result<TrainOutcome> {
+    let started = Instant::now();
+    let t = &cfg.train;
+    let device = model.device().clone();
+    let train_ui = ds.user_items(&ds.train);
+    let pairs: Vec<(u32, u32)> =
+        (0..ds.n_users() as u32).flat_map(|u| train_ui.row(u).iter().map(move |&i| (u, i))).collect();
+    let sampler = BprSampler::new(pairs, train_ui, ds.n_items())?;
+    let mut sample_rng = Rng::derive(t.seed, "sampler");
+    let mut step_rng = Rng::derive(t.seed, "step");
+
+    let params = model.params();
+    let reg_in_optimizer = device.is_cpu();
+    let adam_cfg = AdamConfig {
+        lr: t.lr,
+        beta1: t.adam.beta1,
+        beta2: t.adam.beta2,
+        eps: t.adam.eps,
+        weight_decay: if reg_in_optimizer { 2.0 * cfg.model.reg } else { 0.0 },
+    };
+    let mut adam = Adam::new(params.iter().map(|p| p.1.clone()).collect(), adam_cfg)?;
+
+    let bar = progress_bar(cfg);
+    let mut best: Option<(f64, usize, Metrics, Vec<candle_core::Tensor>)> = None;
+    let mut since_best = 0usize;
+    let mut loss_sums: BTreeMap<String, f64> = BTreeMap::new();
+    let mut loss_steps = 0usize;
+    let (mut epoch_time, mut eval_time, mut evals) = (0.0f64, 0.0f64, 0usize);
+    let mut epochs_run = 0;
+    let n_users = ds.n_users();
+
+    for epoch in 1..=t.max_epochs {
+        let t0 = Instant::now();
+        let triples = sampler.epoch(&mut sample_rng);
+        for chunk in triples.chunks(t.batch_size) {
+            let batch = Batch::new(chunk, n_users, &device)?;
+            let terms = model.step_losses(&batch, &mut step_rng)?;
+            let mut terms = terms;
+            if !reg_in_optimizer && cfg.model.reg > 0.0 {
+                terms.push(LossTerm::new("reg", model.l2_penalty()?.affine(cfg.model.reg, 0.0)?));
+            }
+            let mut total = terms[0].value.clone();
+            for term in &terms[1..] {
+                total = (total + &term.value)?;
+            }
+            let grads = total.backward()?;
+            adam.step(&grads)?;
+            for term in &terms {
+                *loss_sums.entry(term.name.clone()).or_default() += term.value.to_scalar::<f32>()? as f64;
+            }
+            loss_steps += 1;
+        }
+        let this_epoch = t0.elapsed().as_secs_f64();
+        epoch_time += this_epoch;
+        epochs_run = epoch;
+        bar.inc(1);
+
+        if epoch % t.eval_every == 0 || epoch == t.max_epochs {
+            let e0 = Instant::now();
+            let m = evaluate_split(model, ds, "valid", cfg)?;
+            let this_eval = e0.elapsed().as_secs_f64();
+            eval_time += this_eval;
+            evals += 1;
+            let score = m.get(&t.metric).unwrap_or(f64::NAN);
+            let improved = best.as_ref().is_none_or(|b| score > b.0);
+            let losses: BTreeMap<String, f64> =
+                loss_sums.iter().map(|(k, v)| (format!("loss_{k}"), v / loss_steps.max(1) as f64)).collect();
+            run.log(&EvalLine {
+                epoch,
+                split: "valid",
+                metrics: &m.values,
+                losses: losses.clone(),
+                epoch_seconds: this_epoch,
+                eval_seconds: this_eval,
+                best: improved,
+            })?;
+            tracing::debug!(epoch, score, ?losses, "validation");
+            bar.set_message(format!(
+                "{}={score:.4} best={:.4} loss={:.4}",
+                t.metric,
+                if improved { score } else { best.as_ref().map_or(f64::NAN, |b| b.0) },
+                losses.get("loss_bpr").copied().unwrap_or(f64::NAN)
+            ));
+            loss_sums.clear();
+            loss_steps = 0;
+            if improved {
+                best = Some((score, epoch, m, model.snapshot()?));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= t.patience {
+                    break;
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let (_, best_epoch, best_valid, weights) = best.expect("at least one validation ran");
+    model.restore(&weights)?;
+    let test = evaluate_split(model, ds, "test", cfg)?;
+    run.log(&EvalLine {
+        epoch: best_epoch,
+        split: "test",
+        metrics: &test.values,
+        losses: BTreeMap::new(),
+        epoch_seconds: 0.0,
+        eval_seconds: 0.0,
+        best: true,
+    })?;
+    Ok(TrainOutcome {
+        best_epoch,
+        epochs_run,
+        best_valid,
+        test,
+        epoch_seconds: epoch_time / epochs_run.max(1) as f64,
+        eval_seconds: eval_time / evals.max(1) as f64,
+        total_seconds: started.elapsed().as_secs_f64(),
+        peak_rss_mib: crate::run::peak_rss_mib(),
+    })
+}
+
+fn progress_bar(cfg: &Config) -> ProgressBar {
+    let show = cfg.train.progress.unwrap_or_else(|| std::io::stderr().is_terminal());
+    let bar = ProgressBar::with_draw_target(
+        Some(cfg.train.max_epochs as u64),
+        if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} {elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{} {}", cfg.data.name, cfg.model.backbone));
+    bar
+}
+
+/// Training-mode forward pass shared by the trainer and benchmarks: alignment rewrite,
+/// propagation, BPR, backbone and alignment losses.
+pub(crate) fn forward_losses(model: &mut Model, batch: &Batch, rng: &mut Rng) -> anyhow::Result<Vec<LossTerm>> {
+    let ego = model.backbone.ego()?;
+    let ego = model.align.before_encode(ego, rng)?;
+    let nodes = model.backbone.encode(&ego, &mut Mode::Train(rng))?;
+    let mut terms = vec![LossTerm::new("bpr", loss::bpr(&nodes, batch)?)];
+    terms.extend(model.backbone.aux_losses(&ego, batch, rng)?);
+    let input = crate::align::AlignInput { ego: &ego, nodes: &nodes, n_users: model.n_users, batch };
+    terms.extend(model.align.losses(&input, rng)?);
+    Ok(terms)
+}

@@ -1,0 +1,112 @@
+//! A trainable model: a backbone plus an alignment plug-in, with saving and loading of
+//! all their parameters as one safetensors file (`backbone.<name>`, `align.<name>`).
+
+use crate::align::Alignment;
+use crate::backbone::{self, Backbone, BuildContext, LossTerm, Mode};
+use crate::config::Config;
+use crate::data::graph::BipartiteGraph;
+use crate::data::Dataset;
+use crate::rng::Rng;
+use crate::train::batch::Batch;
+use anyhow::Context;
+use candle_core::{Device, Tensor, Var};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct Model {
+    pub backbone: Box<dyn Backbone>,
+    pub align: Box<dyn Alignment>,
+    pub n_users: usize,
+    pub n_items: usize,
+    device: Device,
+}
+
+impl Model {
+    /// Builds the backbone of `cfg` over the training graph of `ds`, initialised from
+    /// `train.seed`.
+    pub fn build(cfg: &Config, ds: &Dataset, align: Box<dyn Alignment>, device: &Device) -> anyhow::Result<Self> {
+        let train = ds.user_items(&ds.train);
+        let graph = Arc::new(BipartiteGraph::from_train(ds.n_users(), ds.n_items(), &train));
+        let mut rng = Rng::derive(cfg.train.seed, "init");
+        let ctx = BuildContext { n_users: ds.n_users(), n_items: ds.n_items(), graph, device, rng: &mut rng };
+        let backbone = backbone::build(&cfg.model, ctx)?;
+        Ok(Self { backbone, align, n_users: ds.n_users(), n_items: ds.n_items(), device: device.clone() })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// All parameters, named `backbone.*` and `align.*`.
+    pub fn params(&self) -> Vec<(String, Var)> {
+        let mut p: Vec<(String, Var)> =
+            self.backbone.params().into_iter().map(|(n, v)| (format!("backbone.{n}"), v)).collect();
+        p.extend(self.align.params().into_iter().map(|(n, v)| (format!("align.{n}"), v)));
+        p
+    }
+
+    /// The loss terms of one training step (BPR first).
+    pub fn step_losses(&mut self, batch: &Batch, rng: &mut Rng) -> anyhow::Result<Vec<LossTerm>> {
+        crate::train::forward_losses(self, batch, rng)
+    }
+
+    /// `sum ||W||^2` over all parameters.
+    pub fn l2_penalty(&self) -> candle_core::Result<Tensor> {
+        let mut total = Tensor::zeros((), candle_core::DType::F32, &self.device)?;
+        for (_, v) in self.params() {
+            total = (total + v.as_tensor().sqr()?.sum_all()?)?;
+        }
+        Ok(total)
+    }
+
+    /// Final user `[U, d]` and item `[I, d]` embeddings on the full graph (inference mode).
+    pub fn final_embeddings(&self) -> anyhow::Result<(Tensor, Tensor)> {
+        let ego = self.backbone.ego()?;
+        let nodes = self.backbone.encode(&ego, &mut Mode::Eval)?;
+        Ok((nodes.narrow(0, 0, self.n_users)?, nodes.narrow(0, self.n_users, self.n_items)?))
+    }
+
+    /// Copies of all parameter values.
+    pub fn snapshot(&self) -> candle_core::Result<Vec<Tensor>> {
+        self.params().iter().map(|(_, v)| v.as_tensor().copy()).collect()
+    }
+
+    pub fn restore(&self, values: &[Tensor]) -> candle_core::Result<()> {
+        for ((_, v), t) in self.params().iter().zip(values) {
+            v.set(t)?;
+        }
+        Ok(())
+    }
+
+    /// Saves all parameters atomically as safetensors.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tensors: HashMap<String, Tensor> =
+            self.params().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        candle_core::safetensors::save(&tensors, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot move into place", path.display()))?;
+        Ok(())
+    }
+
+    /// Loads parameters saved by [`save`](Self::save); names and shapes must match.
+    pub fn load(&self, path: &Path) -> anyhow::Result<()> {
+        let saved = candle_core::safetensors::load(path, &self.device)
+            .with_context(|| format!("{}: cannot read model", path.display()))?;
+        for (name, var) in self.params() {
+            let t = saved
+                .get(&name)
+                .with_context(|| format!("{}: parameter `{name}` is missing", path.display()))?;
+            if t.shape() != var.shape() {
+                anyhow::bail!(
+                    "{}: parameter `{name}` has shape {:?}, the model expects {:?} (was the data prepared differently?)",
+                    path.display(),
+                    t.shape(),
+                    var.shape()
+                );
+            }
+            var.set(t)?;
+        }
+        Ok(())
+    }
+}
