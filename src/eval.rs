@@ -33,6 +33,7 @@ use topk::TopK;
 
 /// Which cut-offs and how many users per scoring batch.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct EvalOptions {
     /// Cut-offs K (default `[5, 10, 20]`); each must be >= 1. Duplicates are ignored.
     pub ks: Vec<usize>,
@@ -42,7 +43,10 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        Self { ks: vec![5, 10, 20], batch_users: 1024 }
+        Self {
+            ks: vec![5, 10, 20],
+            batch_users: 1024,
+        }
     }
 }
 
@@ -54,13 +58,27 @@ pub enum EvalError {
     #[error(
         "{what} has {got} users but the ground truth has {expected}: all splits must share one user id space"
     )]
-    UserCount { what: String, got: usize, expected: usize },
+    UserCount {
+        what: String,
+        got: usize,
+        expected: usize,
+    },
     #[error(
         "{what}: user {user} has item {item}, but the scorer only scores {n_items} items (ids 0..{n_items})"
     )]
-    ItemOutOfRange { what: String, user: usize, item: u32, n_items: usize },
+    ItemOutOfRange {
+        what: String,
+        user: usize,
+        item: u32,
+        n_items: usize,
+    },
     #[error("the scorer returned {got} scores for {users} users x {n_items} items (expected {expected})")]
-    ScoreLength { got: usize, users: usize, n_items: usize, expected: usize },
+    ScoreLength {
+        got: usize,
+        users: usize,
+        n_items: usize,
+        expected: usize,
+    },
 }
 
 /// Number of user rows of a `UserItems` (0 for an empty default value).
@@ -72,7 +90,12 @@ fn rows(x: &UserItems) -> usize {
 fn check_items(x: &UserItems, what: &str, n_items: usize) -> Result<(), EvalError> {
     for u in 0..rows(x) {
         if let Some(&item) = x.row(u as u32).iter().find(|&&i| i as usize >= n_items) {
-            return Err(EvalError::ItemOutOfRange { what: what.to_string(), user: u, item, n_items });
+            return Err(EvalError::ItemOutOfRange {
+                what: what.to_string(),
+                user: u,
+                item,
+                n_items,
+            });
         }
     }
     Ok(())
@@ -84,13 +107,19 @@ fn checked_ks(opts: &EvalOptions) -> Result<Vec<usize>, EvalError> {
     ks.sort_unstable();
     ks.dedup();
     if ks.is_empty() {
-        return Err(EvalError::Options("`ks` is empty: give at least one cut-off K".into()));
+        return Err(EvalError::Options(
+            "`ks` is empty: give at least one cut-off K".into(),
+        ));
     }
     if ks[0] == 0 {
-        return Err(EvalError::Options("`ks` contains 0: every cut-off K must be >= 1".into()));
+        return Err(EvalError::Options(
+            "`ks` contains 0: every cut-off K must be >= 1".into(),
+        ));
     }
     if opts.batch_users == 0 {
-        return Err(EvalError::Options("`batch_users` is 0: it must be >= 1".into()));
+        return Err(EvalError::Options(
+            "`batch_users` is 0: it must be >= 1".into(),
+        ));
     }
     Ok(ks)
 }
@@ -117,13 +146,20 @@ pub fn evaluate(
     for (j, e) in exclude.iter().enumerate() {
         let what = format!("exclude set {j}");
         if rows(e) != n_users {
-            return Err(EvalError::UserCount { what, got: rows(e), expected: n_users }.into());
+            return Err(EvalError::UserCount {
+                what,
+                got: rows(e),
+                expected: n_users,
+            }
+            .into());
         }
         check_items(e, &what, n_items)?;
     }
     let um = UserMetrics::new(&ks);
     let width = um.width();
-    let users: Vec<u32> = (0..n_users as u32).filter(|&u| !truth.row(u).is_empty()).collect();
+    let users: Vec<u32> = (0..n_users as u32)
+        .filter(|&u| !truth.row(u).is_empty())
+        .collect();
     let mut sums = vec![0f64; width];
     if users.is_empty() {
         return Ok(um.finish(&sums, 0));
@@ -135,7 +171,12 @@ pub fn evaluate(
         scorer.score(batch, &mut scores)?;
         let expected = batch.len() * n_items;
         if scores.len() != expected {
-            let e = EvalError::ScoreLength { got: scores.len(), users: batch.len(), n_items, expected };
+            let e = EvalError::ScoreLength {
+                got: scores.len(),
+                users: batch.len(),
+                n_items,
+                expected,
+            };
             return Err(e.into());
         }
         per_user.clear();
@@ -146,7 +187,13 @@ pub fn evaluate(
             .zip(per_user.par_chunks_mut(width))
             .zip(batch.par_iter())
             .for_each_init(
-                || (vec![false; n_items], TopK::default(), Vec::with_capacity(kmax)),
+                || {
+                    (
+                        vec![false; n_items],
+                        TopK::default(),
+                        Vec::with_capacity(kmax),
+                    )
+                },
                 |(mask, topk, ranked), ((row, out), &u)| {
                     for e in exclude {
                         for &i in e.row(u) {

@@ -40,7 +40,10 @@ fn ui(lists: &[&[u32]]) -> UserItems {
 }
 
 fn opts(ks: &[usize]) -> EvalOptions {
-    EvalOptions { ks: ks.to_vec(), batch_users: 1024 }
+    EvalOptions {
+        ks: ks.to_vec(),
+        batch_users: 1024,
+    }
 }
 
 fn close(m: &Metrics, key: &str, want: f64) {
@@ -80,7 +83,9 @@ fn tiny_matrix_by_hand() {
 #[test]
 fn ties_break_by_lower_item_id() {
     // all scores equal -> ranking 0,1,2,3,4,5
-    let s = Fixed { rows: vec![vec![1.0; 6], vec![1.0; 6]] };
+    let s = Fixed {
+        rows: vec![vec![1.0; 6], vec![1.0; 6]],
+    };
     // user 0: truth {0,2}, K=2 -> [0,1]: hit at rank 1 -> recall 1/2,
     //   NDCG = d(1) / (d(1)+d(2)) = 1/1.630930 = 0.613147
     // user 1: truth {5}, K=2 -> miss
@@ -95,7 +100,9 @@ fn ties_break_by_lower_item_id() {
 #[test]
 fn more_positives_than_k() {
     // ranking [0, 5, 1, 2, 3, 4] (0.1 ties by id)
-    let s = Fixed { rows: vec![vec![0.9, 0.5, 0.1, 0.1, 0.1, 0.8]] };
+    let s = Fixed {
+        rows: vec![vec![0.9, 0.5, 0.1, 0.1, 0.1, 0.8]],
+    };
     let truth = ui(&[&[0, 1, 2, 3, 4]]);
     let m = evaluate(&s, &truth, &[], &opts(&[1, 3])).unwrap();
     // K=1: [0] hit -> recall 1/5, NDCG d(1)/d(1) = 1 (IDCG over min(1,5)=1), P 1
@@ -112,7 +119,9 @@ fn more_positives_than_k() {
 
 #[test]
 fn excluded_items_are_never_ranked() {
-    let s = Fixed { rows: vec![vec![0.9, 0.8, 0.7, 0.6, 0.5, 0.4]] };
+    let s = Fixed {
+        rows: vec![vec![0.9, 0.8, 0.7, 0.6, 0.5, 0.4]],
+    };
     let truth = ui(&[&[3]]);
     // without exclusion: top-2 [0,1] misses item 3
     let m = evaluate(&s, &truth, &[], &opts(&[2])).unwrap();
@@ -132,7 +141,9 @@ fn excluded_items_are_never_ranked() {
 
 #[test]
 fn user_with_every_item_excluded_scores_zero_but_counts() {
-    let s = Fixed { rows: vec![vec![0.3, 0.2, 0.1], vec![0.3, 0.2, 0.1]] };
+    let s = Fixed {
+        rows: vec![vec![0.3, 0.2, 0.1], vec![0.3, 0.2, 0.1]],
+    };
     // user 0: all 3 items excluded -> empty ranking -> 0 everywhere
     // user 1: nothing excluded, truth {0} at rank 1 -> 1 everywhere (P@1 = 1)
     let truth = ui(&[&[1], &[0]]);
@@ -148,7 +159,9 @@ fn user_with_every_item_excluded_scores_zero_but_counts() {
 #[test]
 fn k_larger_than_n_items() {
     // 3 items, ranking [1,2,0]
-    let s = Fixed { rows: vec![vec![0.1, 0.3, 0.2]] };
+    let s = Fixed {
+        rows: vec![vec![0.1, 0.3, 0.2]],
+    };
     let truth = ui(&[&[0, 2]]);
     let m = evaluate(&s, &truth, &[], &opts(&[5])).unwrap();
     // hits at ranks 2,3 -> recall 1, P 2/5 (divides by K),
@@ -167,7 +180,9 @@ fn k_larger_than_n_items() {
 #[test]
 fn nan_scores_rank_last_without_panic() {
     // NaN -> -inf: ranking [1 (.5), 3 (.1), 0 (NaN), 2 (NaN)]
-    let s = Fixed { rows: vec![vec![f32::NAN, 0.5, f32::NAN, 0.1]] };
+    let s = Fixed {
+        rows: vec![vec![f32::NAN, 0.5, f32::NAN, 0.1]],
+    };
     let truth = ui(&[&[0]]);
     let m = evaluate(&s, &truth, &[], &opts(&[2, 3])).unwrap();
     close(&m, "recall@2", 0.0);
@@ -233,7 +248,10 @@ fn batch_size_does_not_change_results() {
     let train = UserItems::from_pairs(n_users, &train);
     let s = Fixed { rows };
     let run = |b: usize| {
-        let o = EvalOptions { ks: vec![5, 10, 20], batch_users: b };
+        let o = EvalOptions {
+            ks: vec![5, 10, 20],
+            batch_users: b,
+        };
         evaluate(&s, &truth, &[&train], &o).unwrap()
     };
     let big = run(4096);
@@ -269,18 +287,28 @@ fn embedding_scorer_is_the_dot_product() {
 
 #[test]
 fn bad_inputs_are_errors() {
-    let s = Fixed { rows: vec![vec![0.1, 0.2]] };
+    let s = Fixed {
+        rows: vec![vec![0.1, 0.2]],
+    };
     let truth = ui(&[&[1]]);
     let err = |o: &EvalOptions| evaluate(&s, &truth, &[], o).unwrap_err().to_string();
     assert!(err(&opts(&[])).contains("ks"));
     assert!(err(&opts(&[0, 5])).contains(">= 1"));
-    assert!(err(&EvalOptions { ks: vec![5], batch_users: 0 }).contains("batch_users"));
+    assert!(err(&EvalOptions {
+        ks: vec![5],
+        batch_users: 0
+    })
+    .contains("batch_users"));
     // truth item 2 is outside the scorer's 2 items
-    let e = evaluate(&s, &ui(&[&[2]]), &[], &opts(&[1])).unwrap_err().to_string();
+    let e = evaluate(&s, &ui(&[&[2]]), &[], &opts(&[1]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("item 2"), "{e}");
     // exclude set with a different number of users
     let train = ui(&[&[0], &[1]]);
-    let e = evaluate(&s, &truth, &[&train], &opts(&[1])).unwrap_err().to_string();
+    let e = evaluate(&s, &truth, &[&train], &opts(&[1]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("has 2 users"), "{e}");
     // no user with test items: zero users, zero metrics
     let m = evaluate(&s, &ui(&[&[]]), &[], &opts(&[1])).unwrap();
@@ -291,7 +319,9 @@ fn bad_inputs_are_errors() {
 #[test]
 fn markdown_table_layout() {
     let truth = ui(&[&[0]]);
-    let s = Fixed { rows: vec![vec![0.9, 0.1]] };
+    let s = Fixed {
+        rows: vec![vec![0.9, 0.1]],
+    };
     let m = evaluate(&s, &truth, &[], &opts(&[1, 2])).unwrap();
     let t = markdown_table(&[("pop".to_string(), m)]);
     let want = "| model | R@1 | R@2 | N@1 | N@2 | P@1 | P@2 | H@1 | H@2 |\n\
@@ -305,7 +335,10 @@ fn read_tsv(path: &Path) -> (usize, usize, Vec<(u32, u32)>) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header = lines.next().unwrap();
-    let shape = header.split_whitespace().find_map(|w| w.strip_prefix("shape=")).unwrap();
+    let shape = header
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("shape="))
+        .unwrap();
     let (u, i) = shape.split_once('x').unwrap();
     let pairs = lines
         .filter(|l| !l.is_empty())
@@ -336,11 +369,21 @@ fn most_pop_meets_spec_floor_on_amazon() {
     let test = UserItems::from_pairs(nu, &tst);
     let mp = MostPop::fit(&train, ni);
     let m = evaluate(&mp, &test, &[&train], &EvalOptions::default()).unwrap();
-    eprintln!("{}", markdown_table(&[("MostPop amazon test".into(), m.clone())]));
+    eprintln!(
+        "{}",
+        markdown_table(&[("MostPop amazon test".into(), m.clone())])
+    );
     let (r, n) = (m.get("recall@20").unwrap(), m.get("ndcg@20").unwrap());
-    // SPEC section 2 floor: R@20 .0318, N@20 .0182
-    assert!((r - 0.0318).abs() < 5e-4, "recall@20 {r}");
-    assert!((n - 0.0182).abs() < 5e-4, "ndcg@20 {n}");
+    assert_eq!(m.n_users, 9860); // users with >= 1 test item
+                                 // SPEC section 2 floor: R@20 .0318, N@20 .0182, here to all 4 printed decimals. This is
+                                 // tight enough to catch protocol slips (measured): ties by higher id give R@20 .03166;
+                                 // no training mask .03077; also masking validation .03211; averaging over all 11,000
+                                 // users .02851; IDCG over all |GT| positions N@20 .01807.
+    assert!((r - 0.0318).abs() < 5e-5, "recall@20 {r}");
+    assert!((n - 0.0182).abs() < 5e-5, "ndcg@20 {n}");
+    // An independent plain-Python implementation of the same protocol gave these values.
+    assert!((r - 0.031805892827984).abs() < 1e-9, "recall@20 {r}");
+    assert!((n - 0.018187177975837).abs() < 1e-9, "ndcg@20 {n}");
 }
 
 /// Timing of evaluate on the amazon shape with random 32-d embeddings.
@@ -360,16 +403,27 @@ fn timing_random_embeddings_amazon_shape() {
     let (train, test) = if dir.join("trn.tsv").exists() {
         let (_, _, trn) = read_tsv(&dir.join("trn.tsv"));
         let (_, _, tst) = read_tsv(&dir.join("tst.tsv"));
-        (UserItems::from_pairs(nu, &trn), UserItems::from_pairs(nu, &tst))
+        (
+            UserItems::from_pairs(nu, &trn),
+            UserItems::from_pairs(nu, &tst),
+        )
     } else {
         let pairs = |k: u64| -> Vec<(u32, u32)> {
             let mut r = Rng(k);
-            (0..nu as u32 * 11).map(|x| (x / 11, (r.next() % ni as u64) as u32)).collect()
+            (0..nu as u32 * 11)
+                .map(|x| (x / 11, (r.next() % ni as u64) as u32))
+                .collect()
         };
-        (UserItems::from_pairs(nu, &pairs(1)), UserItems::from_pairs(nu, &pairs(2)))
+        (
+            UserItems::from_pairs(nu, &pairs(1)),
+            UserItems::from_pairs(nu, &pairs(2)),
+        )
     };
     for b in [256, 1024, 4096] {
-        let o = EvalOptions { ks: vec![5, 10, 20], batch_users: b };
+        let o = EvalOptions {
+            ks: vec![5, 10, 20],
+            batch_users: b,
+        };
         let t = std::time::Instant::now();
         let m = evaluate(&s, &test, &[&train], &o).unwrap();
         let el = t.elapsed();

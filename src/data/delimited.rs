@@ -53,7 +53,9 @@ impl DelimitedOptions {
     /// Checks that the options make sense on their own (distinct columns, usable separator).
     pub fn validate(&self) -> Result<()> {
         if self.sep == '\n' || self.sep == '\r' {
-            return Err(DataError::Invalid("delimited: the separator cannot be a line break".into()));
+            return Err(DataError::Invalid(
+                "delimited: the separator cannot be a line break".into(),
+            ));
         }
         let mut cols = vec![("user_col", self.user_col), ("item_col", self.item_col)];
         if let Some(c) = self.rating_col {
@@ -86,11 +88,16 @@ impl DelimitedOptions {
 pub fn read_delimited(path: &Path, opts: &DelimitedOptions) -> Result<RawInteractions> {
     opts.validate()?;
     let text = read_text(path)?;
-    let needed = [Some(opts.user_col), Some(opts.item_col), opts.rating_col, opts.timestamp_col]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(0)
+    let needed = [
+        Some(opts.user_col),
+        Some(opts.item_col),
+        opts.rating_col,
+        opts.timestamp_col,
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(0)
         + 1;
 
     let mut names: Option<Vec<String>> = None;
@@ -198,11 +205,26 @@ pub(crate) fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> 
 pub(crate) fn parse_float(path: &Path, line: usize, field: &str, s: &str) -> Result<f64> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(DataError::field(path, line, field, "empty value where a number is expected"));
+        return Err(DataError::field(
+            path,
+            line,
+            field,
+            "empty value where a number is expected",
+        ));
     }
     match t.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
-        Ok(_) => Err(DataError::field(path, line, field, format!("`{t}` is not a finite number"))),
-        Err(_) => Err(DataError::field(path, line, field, format!("`{t}` is not a number"))),
+        Ok(_) => Err(DataError::field(
+            path,
+            line,
+            field,
+            format!("`{t}` is not a finite number"),
+        )),
+        Err(_) => Err(DataError::field(
+            path,
+            line,
+            field,
+            format!("`{t}` is not a number"),
+        )),
     }
 }

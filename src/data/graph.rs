@@ -139,38 +139,62 @@ impl BipartiteGraph {
         let inv_sqrt: Vec<f32> = (0..n)
             .map(|v| {
                 let d = self.degree(v) as f32 + loop_deg;
-                if d > 0.0 { 1.0 / d.sqrt() } else { 0.0 }
+                if d > 0.0 {
+                    1.0 / d.sqrt()
+                } else {
+                    0.0
+                }
             })
             .collect();
-        let cap = keep.map_or(self.indices.len(), |k| k.iter().filter(|&&x| x).count() * 2) + if self_loops { n } else { 0 };
+        // Rows are built in parallel blocks, then concatenated.
+        let blocks: Vec<(Vec<usize>, Vec<u32>, Vec<f32>)> = (0..n.div_ceil(BUILD_BLOCK))
+            .into_par_iter()
+            .map(|blk| {
+                let rows = blk * BUILD_BLOCK..((blk + 1) * BUILD_BLOCK).min(n);
+                let (mut lens, mut idx, mut val) = (Vec::with_capacity(rows.len()), Vec::new(), Vec::new());
+                for v in rows {
+                    let before = idx.len();
+                    let mut pushed_loop = !self_loops;
+                    for k in self.indptr[v]..self.indptr[v + 1] {
+                        let c = self.indices[k] as usize;
+                        if !pushed_loop && c > v {
+                            idx.push(v as u32);
+                            val.push(inv_sqrt[v] * inv_sqrt[v]);
+                            pushed_loop = true;
+                        }
+                        if keep.is_some_and(|kp| !kp[self.edge_id[k] as usize]) {
+                            continue;
+                        }
+                        idx.push(c as u32);
+                        val.push(inv_sqrt[v] * inv_sqrt[c]);
+                    }
+                    if !pushed_loop {
+                        idx.push(v as u32);
+                        val.push(inv_sqrt[v] * inv_sqrt[v]);
+                    }
+                    lens.push(idx.len() - before);
+                }
+                (lens, idx, val)
+            })
+            .collect();
+        let nnz: usize = blocks.iter().map(|b| b.1.len()).sum();
         let mut indptr = Vec::with_capacity(n + 1);
-        let mut indices = Vec::with_capacity(cap);
-        let mut values = Vec::with_capacity(cap);
+        let mut indices = Vec::with_capacity(nnz);
+        let mut values = Vec::with_capacity(nnz);
         indptr.push(0);
-        for v in 0..n {
-            let mut pushed_loop = !self_loops;
-            for k in self.indptr[v]..self.indptr[v + 1] {
-                let c = self.indices[k] as usize;
-                if !pushed_loop && c > v {
-                    indices.push(v as u32);
-                    values.push(inv_sqrt[v] * inv_sqrt[v]);
-                    pushed_loop = true;
-                }
-                if keep.is_some_and(|kp| !kp[self.edge_id[k] as usize]) {
-                    continue;
-                }
-                indices.push(c as u32);
-                values.push(inv_sqrt[v] * inv_sqrt[c]);
+        for (lens, idx, val) in blocks {
+            for l in lens {
+                indptr.push(indptr.last().unwrap() + l);
             }
-            if !pushed_loop {
-                indices.push(v as u32);
-                values.push(inv_sqrt[v] * inv_sqrt[v]);
-            }
-            indptr.push(indices.len());
+            indices.extend_from_slice(&idx);
+            values.extend_from_slice(&val);
         }
         Csr { n, indptr, indices, values }
     }
 }
+
+/// Rows per parallel block when building a normalised matrix.
+const BUILD_BLOCK: usize = 2048;
 
 #[cfg(test)]
 mod tests {

@@ -12,14 +12,16 @@
 //! csr/csc), found builtins.dict`).
 
 mod numpy;
+mod opcodes;
 mod sparse;
 mod value;
 mod vm;
 
 pub use numpy::{f16_to_f32, fortran_to_c, Dtype, DtypeKind, NdArray, RawArray};
+pub use opcodes::{describe as describe_opcode, opcode_name};
 pub use sparse::CooMatrix;
 pub use value::{Global, Object, Value};
-pub use vm::{describe as describe_opcode, load, opcode_name, PickleError, HIGHEST_PROTOCOL};
+pub use vm::{load, PickleError, HIGHEST_PROTOCOL};
 
 use super::error::{DataError, Result};
 use std::path::Path;

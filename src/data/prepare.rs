@@ -16,9 +16,11 @@
 //!      `n_valid = round(n r1 / sum r)`, `n_test = round(n r2 / sum r)`,
 //!      `n_train = n - n_valid - n_test`. The rows are shuffled with
 //!      `Rng::derive(seed, "split")`; a pass over the shuffled rows puts a row in the
-//!      *cover* when its user or its item has no cover row yet (a greedy edge cover, at most
-//!      users + items rows). Cover rows go to training; the remaining rows, in shuffled
-//!      order, fill training up to `n_train`, then validation with `n_valid`, then test.
+//!      *cover* when its user or its item has no cover row yet (a greedy edge cover), and a
+//!      backward pass drops cover rows whose user and item both have another cover row (so
+//!      the cover is minimal: fewer than users + items rows). Cover rows go to training;
+//!      the remaining rows, in shuffled order, fill training up to `n_train`, then
+//!      validation with `n_valid`, then test.
 //!      So the ratios hold exactly (up to rounding) whenever the cover fits in `n_train`;
 //!      when it does not (very sparse data), training is the cover and the rest is shared
 //!      between validation and test in the ratio `r1 : r2`.
@@ -108,7 +110,9 @@ pub fn prepare(raw: RawInteractions, name: &str, opts: &PrepareOptions) -> Resul
     check_consistent(&raw)?;
     let n_raw = raw.len();
     if n_raw == 0 {
-        return Err(DataError::Invalid(format!("prepare {name}: no interactions")));
+        return Err(DataError::Invalid(format!(
+            "prepare {name}: no interactions"
+        )));
     }
     match opts.split {
         SplitKind::Given if raw.given_split.is_none() => {
@@ -164,11 +168,22 @@ pub fn prepare(raw: RawInteractions, name: &str, opts: &PrepareOptions) -> Resul
     let keep_i: Vec<bool> = di.iter().map(|&d| d > 0).collect();
     let (user_ids, remap_u) = raw.user_ids.compact(&keep_u);
     let (item_ids, remap_i) = raw.item_ids.compact(&keep_i);
-    let user_features = raw.user_features.as_ref().map(|f| remap_features(f, &keep_u));
-    let item_features = raw.item_features.as_ref().map(|f| remap_features(f, &keep_i));
+    let user_features = raw
+        .user_features
+        .as_ref()
+        .map(|f| remap_features(f, &keep_u));
+    let item_features = raw
+        .item_features
+        .as_ref()
+        .map(|f| remap_features(f, &keep_i));
     let pairs: Vec<(u32, u32)> = rows
         .iter()
-        .map(|&k| (remap_u[raw.users[k] as usize], remap_i[raw.items[k] as usize]))
+        .map(|&k| {
+            (
+                remap_u[raw.users[k] as usize],
+                remap_i[raw.items[k] as usize],
+            )
+        })
         .collect();
 
     // 5. split
@@ -216,7 +231,9 @@ pub fn prepare(raw: RawInteractions, name: &str, opts: &PrepareOptions) -> Resul
 fn check_consistent(raw: &RawInteractions) -> Result<()> {
     let n = raw.users.len();
     let bad = |what: &str, len: usize| {
-        DataError::Invalid(format!("raw interactions: {what} has {len} entries, users has {n}"))
+        DataError::Invalid(format!(
+            "raw interactions: {what} has {len} entries, users has {n}"
+        ))
     };
     if raw.items.len() != n {
         return Err(bad("items", raw.items.len()));
@@ -243,10 +260,14 @@ fn check_consistent(raw: &RawInteractions) -> Result<()> {
     }
     let (nu, ni) = (raw.user_ids.len(), raw.item_ids.len());
     if let Some(u) = raw.users.iter().find(|&&u| u as usize >= nu) {
-        return Err(DataError::Invalid(format!("raw interactions: user id {u} >= {nu} users")));
+        return Err(DataError::Invalid(format!(
+            "raw interactions: user id {u} >= {nu} users"
+        )));
     }
     if let Some(i) = raw.items.iter().find(|&&i| i as usize >= ni) {
-        return Err(DataError::Invalid(format!("raw interactions: item id {i} >= {ni} items")));
+        return Err(DataError::Invalid(format!(
+            "raw interactions: item id {i} >= {ni} items"
+        )));
     }
     Ok(())
 }
@@ -286,7 +307,10 @@ fn remap_features(f: &Features, keep: &[bool]) -> Features {
         .filter(|(_, &k)| k)
         .map(|(id, _)| f.rows.get(id).cloned().unwrap_or_else(|| empty.clone()))
         .collect();
-    Features { columns: f.columns.clone(), rows }
+    Features {
+        columns: f.columns.clone(),
+        rows,
+    }
 }
 
 /// Target sizes (train, valid, test) of `n` rows under `ratios`.
@@ -306,15 +330,31 @@ fn random_split(pairs: &[(u32, u32)], nu: usize, ni: usize, opts: &PrepareOption
     let mut order: Vec<usize> = (0..n).collect();
     Rng::derive(opts.seed, "split").shuffle(&mut order);
 
-    let mut u_cov = vec![false; nu];
-    let mut i_cov = vec![false; ni];
-    let mut train = Vec::with_capacity(n_train);
-    let mut rest = Vec::with_capacity(n);
-    for &k in &order {
-        let (u, i) = pairs[k];
-        if !u_cov[u as usize] || !i_cov[i as usize] {
-            u_cov[u as usize] = true;
-            i_cov[i as usize] = true;
+    // greedy edge cover over the shuffled rows ...
+    let mut cu = vec![0u32; nu];
+    let mut ci = vec![0u32; ni];
+    let mut in_cover = vec![false; n];
+    for (pos, &k) in order.iter().enumerate() {
+        let (u, i) = (pairs[k].0 as usize, pairs[k].1 as usize);
+        if cu[u] == 0 || ci[i] == 0 {
+            cu[u] += 1;
+            ci[i] += 1;
+            in_cover[pos] = true;
+        }
+    }
+    // ... made minimal: drop cover rows whose user and item both have another cover row
+    for pos in (0..n).rev() {
+        let (u, i) = (pairs[order[pos]].0 as usize, pairs[order[pos]].1 as usize);
+        if in_cover[pos] && cu[u] > 1 && ci[i] > 1 {
+            cu[u] -= 1;
+            ci[i] -= 1;
+            in_cover[pos] = false;
+        }
+    }
+    let mut train: Pairs = Vec::with_capacity(n_train);
+    let mut rest: Pairs = Vec::with_capacity(n);
+    for (pos, &k) in order.iter().enumerate() {
+        if in_cover[pos] {
             train.push(pairs[k]);
         } else {
             rest.push(pairs[k]);

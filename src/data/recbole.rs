@@ -46,7 +46,7 @@ impl Default for RecboleOptions {
             rating_field: None,
             timestamp_field: None,
             load_features: true,
-            }
+        }
     }
 }
 
@@ -97,15 +97,27 @@ pub fn parse_header(path: &Path, line_no: usize, line: &str) -> Result<Header> {
                     path,
                     line_no,
                     name,
-                    format!("unknown type `{other}` (expected token, token_seq, float or float_seq)"),
+                    format!(
+                        "unknown type `{other}` (expected token, token_seq, float or float_seq)"
+                    ),
                 ))
             }
         };
         if name.is_empty() {
-            return Err(DataError::field(path, line_no, entry, "empty field name in header"));
+            return Err(DataError::field(
+                path,
+                line_no,
+                entry,
+                "empty field name in header",
+            ));
         }
         if names.iter().any(|n| n == name) {
-            return Err(DataError::field(path, line_no, name, "duplicate field in header"));
+            return Err(DataError::field(
+                path,
+                line_no,
+                name,
+                "duplicate field in header",
+            ));
         }
         names.push(name.to_string());
         types.push(ty);
@@ -123,7 +135,10 @@ struct Table<'a> {
 fn parse_table<'a>(path: &Path, text: &'a str) -> Result<Table<'a>> {
     let mut lines = numbered_lines(text);
     let Some((hl, hline)) = lines.next() else {
-        return Err(DataError::file(path, "empty file (expected a `field:type` header line)"));
+        return Err(DataError::file(
+            path,
+            "empty file (expected a `field:type` header line)",
+        ));
     };
     let header = parse_header(path, hl, hline)?;
     let n = header.names.len();
@@ -134,7 +149,10 @@ fn parse_table<'a>(path: &Path, text: &'a str) -> Result<Table<'a>> {
             return Err(DataError::line(
                 path,
                 ln,
-                format!("expected {n} tab-separated fields (as in the header), found {}", fields.len()),
+                format!(
+                    "expected {n} tab-separated fields (as in the header), found {}",
+                    fields.len()
+                ),
             ));
         }
         for (c, ty) in header.types.iter().enumerate() {
@@ -163,7 +181,10 @@ fn required(path: &Path, header: &Header, name: &str, what: &str) -> Result<usiz
             path,
             1,
             name,
-            format!("no {what} column `{name}` in the header (columns: {})", header.names.join(", ")),
+            format!(
+                "no {what} column `{name}` in the header (columns: {})",
+                header.names.join(", ")
+            ),
         )
     })
 }
@@ -192,7 +213,13 @@ pub fn read_recbole(dir: &Path, name: &str, opts: &RecboleOptions) -> Result<Raw
     let uc = required(&inter_path, h, &opts.user_field, "user")?;
     let ic = required(&inter_path, h, &opts.item_field, "item")?;
     let rc = optional(&inter_path, h, &opts.rating_field, "rating", "rating")?;
-    let tc = optional(&inter_path, h, &opts.timestamp_field, "timestamp", "timestamp")?;
+    let tc = optional(
+        &inter_path,
+        h,
+        &opts.timestamp_field,
+        "timestamp",
+        "timestamp",
+    )?;
 
     let n = table.rows.len();
     let mut raw = RawInteractions {
@@ -207,7 +234,12 @@ pub fn read_recbole(dir: &Path, name: &str, opts: &RecboleOptions) -> Result<Raw
     for (ln, f) in &table.rows {
         for (c, what) in [(uc, "user"), (ic, "item")] {
             if f[c].is_empty() {
-                return Err(DataError::field(&inter_path, *ln, &h.names[c], format!("empty {what} id")));
+                return Err(DataError::field(
+                    &inter_path,
+                    *ln,
+                    &h.names[c],
+                    format!("empty {what} id"),
+                ));
             }
         }
         raw.users.push(user_ids.intern(f[uc]));
@@ -241,8 +273,14 @@ fn read_features(path: &Path, id_field: &str, ids: &IdMap) -> Result<Features> {
     let text = read_text(path)?;
     let table = parse_table(path, &text)?;
     let idc = required(path, &table.header, id_field, "id")?;
-    let columns: Vec<String> =
-        table.header.names.iter().enumerate().filter(|(c, _)| *c != idc).map(|(_, n)| n.clone()).collect();
+    let columns: Vec<String> = table
+        .header
+        .names
+        .iter()
+        .enumerate()
+        .filter(|(c, _)| *c != idc)
+        .map(|(_, n)| n.clone())
+        .collect();
     let mut rows: Vec<Vec<String>> = vec![vec![String::new(); columns.len()]; ids.len()];
     let mut seen_on: Vec<usize> = vec![0; ids.len()];
     for (ln, f) in &table.rows {
@@ -257,8 +295,12 @@ fn read_features(path: &Path, id_field: &str, ids: &IdMap) -> Result<Features> {
             ));
         }
         *first = *ln;
-        rows[id as usize] =
-            f.iter().enumerate().filter(|(c, _)| *c != idc).map(|(_, v)| v.to_string()).collect();
+        rows[id as usize] = f
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| *c != idc)
+            .map(|(_, v)| v.to_string())
+            .collect();
     }
     Ok(Features { columns, rows })
 }

@@ -96,16 +96,17 @@ fn combine(splits: Vec<SplitMatrix>) -> Result<RawInteractions> {
         items: Vec::with_capacity(total),
         user_ids: IdMap::identity(shape.0),
         item_ids: IdMap::identity(shape.1),
-        given_split: Some(Vec::with_capacity(total)),
         ..Default::default()
     };
+    let mut given = Vec::with_capacity(total);
     for (k, sp) in splits.iter().enumerate() {
         for &(u, i) in &sp.pairs {
             raw.users.push(u);
             raw.items.push(i);
+            given.push(k as u8);
         }
-        raw.given_split.as_mut().unwrap().extend(std::iter::repeat(k as u8).take(sp.pairs.len()));
     }
+    raw.given_split = Some(given);
     Ok(raw)
 }
 
@@ -121,13 +122,19 @@ fn parse_tsv_header(path: &Path, line: &str) -> Result<((usize, usize), Option<u
             match parsed {
                 Some(s) if s.0 <= u32::MAX as usize && s.1 <= u32::MAX as usize => shape = Some(s),
                 _ => {
-                    return Err(DataError::field(path, 1, "shape", format!("`{v}` is not `UxI`")))
+                    return Err(DataError::field(
+                        path,
+                        1,
+                        "shape",
+                        format!("`{v}` is not `UxI`"),
+                    ))
                 }
             }
         } else if let Some(v) = tok.strip_prefix("nnz=") {
-            nnz = Some(v.parse::<usize>().map_err(|_| {
-                DataError::field(path, 1, "nnz", format!("`{v}` is not a count"))
-            })?);
+            nnz =
+                Some(v.parse::<usize>().map_err(|_| {
+                    DataError::field(path, 1, "nnz", format!("`{v}` is not a count"))
+                })?);
         }
     }
     let shape = shape.ok_or_else(|| {
@@ -143,9 +150,18 @@ fn read_tsv(path: &Path) -> Result<SplitMatrix> {
     let (shape, nnz) = match lines.next() {
         Some((1, l)) if l.starts_with('#') => parse_tsv_header(path, l)?,
         Some((n, _)) => {
-            return Err(DataError::line(path, n, "expected a `# ... shape=UxI` header first"))
+            return Err(DataError::line(
+                path,
+                n,
+                "expected a `# ... shape=UxI` header first",
+            ))
         }
-        None => return Err(DataError::file(path, "empty file (expected a `# shape=UxI` header)")),
+        None => {
+            return Err(DataError::file(
+                path,
+                "empty file (expected a `# shape=UxI` header)",
+            ))
+        }
     };
     if !text.ends_with('\n') {
         // The exports end every line with a newline: a last line without one was cut off.
@@ -173,11 +189,18 @@ fn read_tsv(path: &Path) -> Result<SplitMatrix> {
         if pairs.len() != n {
             return Err(DataError::file(
                 path,
-                format!("truncated or padded: header says nnz={n}, found {} entries", pairs.len()),
+                format!(
+                    "truncated or padded: header says nnz={n}, found {} entries",
+                    pairs.len()
+                ),
             ));
         }
     }
-    Ok(SplitMatrix { path: path.to_path_buf(), shape, pairs })
+    Ok(SplitMatrix {
+        path: path.to_path_buf(),
+        shape,
+        pairs,
+    })
 }
 
 fn parse_id(path: &Path, ln: usize, field: &str, s: &str, bound: usize) -> Result<u32> {
@@ -198,10 +221,13 @@ fn parse_id(path: &Path, ln: usize, field: &str, s: &str, bound: usize) -> Resul
 
 /// Reads one pickled COO split, checking indices against the matrix shape.
 fn read_pickle(path: &Path) -> Result<SplitMatrix> {
-    let m = pickle_shim::read_coo(path)?;
+    let m = super::pickle::read_coo(path)?;
     let n = m.rows.len();
     if m.cols.len() != n || m.data.len() != n {
-        return Err(DataError::file(path, "COO arrays row/col/data differ in length"));
+        return Err(DataError::file(
+            path,
+            "COO arrays row/col/data differ in length",
+        ));
     }
     let mut pairs = Vec::with_capacity(n);
     for k in 0..n {
@@ -212,26 +238,17 @@ fn read_pickle(path: &Path) -> Result<SplitMatrix> {
         if u as usize >= m.n_rows || i as usize >= m.n_cols {
             return Err(DataError::file(
                 path,
-                format!("entry {k}: ({u}, {i}) is outside the shape {}x{}", m.n_rows, m.n_cols),
+                format!(
+                    "entry {k}: ({u}, {i}) is outside the shape {}x{}",
+                    m.n_rows, m.n_cols
+                ),
             ));
         }
         pairs.push((u, i));
     }
-    Ok(SplitMatrix { path: path.to_path_buf(), shape: (m.n_rows, m.n_cols), pairs })
-}
-
-// TEMPORARY until src/data/pickle.rs lands with `read_coo`: same signature, always an error.
-mod pickle_shim {
-    use super::super::error::{DataError, Result};
-    use std::path::Path;
-    pub struct CooMatrix {
-        pub n_rows: usize,
-        pub n_cols: usize,
-        pub rows: Vec<u32>,
-        pub cols: Vec<u32>,
-        pub data: Vec<f64>,
-    }
-    pub fn read_coo(path: &Path) -> Result<CooMatrix> {
-        Err(DataError::file(path, "pickle reader not built yet"))
-    }
+    Ok(SplitMatrix {
+        path: path.to_path_buf(),
+        shape: (m.n_rows, m.n_cols),
+        pairs,
+    })
 }

@@ -83,7 +83,11 @@ pub fn stats(ds: &Dataset) -> DatasetStats {
         train: ds.train.len(),
         valid: ds.valid.len(),
         test: ds.test.len(),
-        train_density: if cells > 0.0 { ds.train.len() as f64 / cells } else { 0.0 },
+        train_density: if cells > 0.0 {
+            ds.train.len() as f64 / cells
+        } else {
+            0.0
+        },
         users_without_train: du.iter().filter(|&&d| d == 0).count(),
         items_without_train: di.iter().filter(|&&d| d == 0).count(),
         user_degree: Quantiles::of(&du),
@@ -94,10 +98,24 @@ pub fn stats(ds: &Dataset) -> DatasetStats {
 impl fmt::Display for DatasetStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total = self.train + self.valid + self.test;
-        let pct = |x: usize| if total > 0 { 100.0 * x as f64 / total as f64 } else { 0.0 };
-        writeln!(f, "dataset {}: {} users x {} items", self.name, self.users, self.items)?;
+        let pct = |x: usize| {
+            if total > 0 {
+                100.0 * x as f64 / total as f64
+            } else {
+                0.0
+            }
+        };
+        writeln!(
+            f,
+            "dataset {}: {} users x {} items",
+            self.name, self.users, self.items
+        )?;
         writeln!(f, "  {:<12}{:>12}{:>9}", "split", "interactions", "share")?;
-        for (n, x) in [("train", self.train), ("valid", self.valid), ("test", self.test)] {
+        for (n, x) in [
+            ("train", self.train),
+            ("valid", self.valid),
+            ("test", self.test),
+        ] {
             writeln!(f, "  {:<12}{:>12}{:>8.1}%", n, x, pct(x))?;
         }
         writeln!(f, "  {:<12}{:>12}", "total", total)?;

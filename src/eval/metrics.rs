@@ -71,7 +71,11 @@ impl<'a> UserMetrics<'a> {
             }
             let idcg = self.idcg[k.min(n_truth)];
             let o = &mut out[NAMES.len() * j..NAMES.len() * (j + 1)];
-            o[0] = if n_truth > 0 { hits as f64 / n_truth as f64 } else { 0.0 };
+            o[0] = if n_truth > 0 {
+                hits as f64 / n_truth as f64
+            } else {
+                0.0
+            };
             o[1] = if idcg > 0.0 { dcg / idcg } else { 0.0 };
             o[2] = hits as f64 / k as f64;
             o[3] = if hits > 0 { 1.0 } else { 0.0 };

@@ -25,8 +25,14 @@ pub struct EmbeddingScorer {
 impl EmbeddingScorer {
     /// Checks shapes: both rank 2 with the same embedding width.
     fn dims(&self) -> anyhow::Result<(usize, usize, usize)> {
-        let (n_users, du) = self.users.dims2().context("user embeddings must be [users, d]")?;
-        let (n_items, di) = self.items.dims2().context("item embeddings must be [items, d]")?;
+        let (n_users, du) = self
+            .users
+            .dims2()
+            .context("user embeddings must be [users, d]")?;
+        let (n_items, di) = self
+            .items
+            .dims2()
+            .context("item embeddings must be [items, d]")?;
         if du != di {
             bail!("user embeddings are {du}-dimensional but item embeddings are {di}-dimensional");
         }
@@ -45,9 +51,13 @@ impl Scorer for EmbeddingScorer {
             bail!("user {u} is out of range: the embedding table has {n_users} users");
         }
         let idx = Tensor::from_slice(users, users.len(), self.users.device())?;
-        let batch = self.users.index_select(&idx, 0)?;
-        let scores = batch.matmul(&self.items.t()?)?;
-        let scores = scores.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.contiguous()?;
+        // detach: no autograd graph is recorded when the tables are training variables
+        let batch = self.users.detach().index_select(&idx, 0)?;
+        let scores = batch.matmul(&self.items.detach().t()?)?;
+        let scores = scores
+            .to_dtype(DType::F32)?
+            .to_device(&Device::Cpu)?
+            .contiguous()?;
         // Copy straight out of the storage into the reused buffer (no extra Vec).
         let (storage, layout) = scores.storage_and_layout();
         let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
@@ -58,7 +68,11 @@ impl Scorer for EmbeddingScorer {
         };
         let data = &data[start..end];
         if data.len() != users.len() * n_items {
-            bail!("internal error: got {} scores for {} users x {n_items} items", data.len(), users.len());
+            bail!(
+                "internal error: got {} scores for {} users x {n_items} items",
+                data.len(),
+                users.len()
+            );
         }
         out.clear();
         out.extend_from_slice(data);

@@ -11,7 +11,12 @@ pub fn markdown_table(rows: &[(String, Metrics)]) -> String {
         .flat_map(|(_, m)| m.values.keys())
         .filter_map(|key| key.split_once('@').and_then(|(_, k)| k.parse().ok()))
         .collect();
-    let cols = [("recall", "R"), ("ndcg", "N"), ("precision", "P"), ("hit", "H")];
+    let cols = [
+        ("recall", "R"),
+        ("ndcg", "N"),
+        ("precision", "P"),
+        ("hit", "H"),
+    ];
     let mut header = String::from("| model |");
     let mut rule = String::from("|---|");
     for (_, short) in cols {

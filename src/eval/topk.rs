@@ -74,7 +74,10 @@ impl TopK {
                 continue;
             }
             let score = if s.is_nan() { f32::NEG_INFINITY } else { s };
-            let cand = Cand { score, id: i as u32 };
+            let cand = Cand {
+                score,
+                id: i as u32,
+            };
             if self.heap.len() < k {
                 self.heap.push(cand);
             } else if let Some(mut worst) = self.heap.peek_mut() {
@@ -93,7 +96,8 @@ impl TopK {
     }
 }
 
-/// Convenience wrapper: the ranked ids of the best `k` unmasked items of `scores`.
+#[cfg(test)]
+/// Convenience wrapper (tests): the ranked ids of the best `k` unmasked items of `scores`.
 pub(crate) fn top_k(scores: &[f32], masked: &[bool], k: usize) -> Vec<u32> {
     let mut out = Vec::with_capacity(k);
     TopK::default().select(scores, masked, k, &mut out);
@@ -106,7 +110,9 @@ mod tests {
 
     /// Reference: full sort by (score desc, id asc) of the unmasked items.
     fn full_sort(scores: &[f32], masked: &[bool], k: usize) -> Vec<u32> {
-        let mut ids: Vec<u32> = (0..scores.len() as u32).filter(|&i| !masked[i as usize]).collect();
+        let mut ids: Vec<u32> = (0..scores.len() as u32)
+            .filter(|&i| !masked[i as usize])
+            .collect();
         let key = |i: u32| {
             let s = scores[i as usize];
             if s.is_nan() {

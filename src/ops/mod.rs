@@ -3,6 +3,7 @@
 //! in-place Adam update.
 
 pub mod adam;
+pub mod bpr;
 pub mod propagate;
 
 pub use adam::{Adam, AdamConfig};

@@ -2,6 +2,7 @@
 //! indices (items offset by the number of users) ready as tensors for gathering.
 
 use candle_core::{Device, Result, Tensor};
+use std::sync::Arc;
 
 pub struct Batch {
     pub users: Vec<u32>,
@@ -11,6 +12,10 @@ pub struct Batch {
     pub user_nodes: Tensor,
     pub pos_nodes: Tensor,
     pub neg_nodes: Tensor,
+    /// The same node indices as shared vectors (for fused CPU ops).
+    pub user_idx: Arc<Vec<u32>>,
+    pub pos_idx: Arc<Vec<u32>>,
+    pub neg_idx: Arc<Vec<u32>>,
 }
 
 impl Batch {
@@ -20,10 +25,13 @@ impl Batch {
         let neg: Vec<u32> = triples.iter().map(|t| t.2).collect();
         let off = n_users as u32;
         let b = triples.len();
-        let user_nodes = Tensor::from_vec(users.clone(), b, device)?;
-        let pos_nodes = Tensor::from_vec(pos.iter().map(|i| i + off).collect::<Vec<_>>(), b, device)?;
-        let neg_nodes = Tensor::from_vec(neg.iter().map(|i| i + off).collect::<Vec<_>>(), b, device)?;
-        Ok(Self { users, pos, neg, user_nodes, pos_nodes, neg_nodes })
+        let user_idx = Arc::new(users.clone());
+        let pos_idx = Arc::new(pos.iter().map(|i| i + off).collect::<Vec<_>>());
+        let neg_idx = Arc::new(neg.iter().map(|i| i + off).collect::<Vec<_>>());
+        let user_nodes = Tensor::from_slice(&user_idx, b, device)?;
+        let pos_nodes = Tensor::from_slice(&pos_idx, b, device)?;
+        let neg_nodes = Tensor::from_slice(&neg_idx, b, device)?;
+        Ok(Self { users, pos, neg, user_nodes, pos_nodes, neg_nodes, user_idx, pos_idx, neg_idx })
     }
     pub fn len(&self) -> usize {
         self.users.len()

@@ -9,14 +9,9 @@ pub fn softplus(x: &Tensor) -> Result<Tensor> {
     x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
 }
 
-/// BPR loss of a batch on final node embeddings `[U+I, d]`.
+/// BPR loss of a batch on final node embeddings `[U+I, d]` (fused op, see `ops::bpr`).
 pub fn bpr(nodes: &Tensor, batch: &Batch) -> Result<Tensor> {
-    let u = nodes.index_select(&batch.user_nodes, 0)?;
-    let p = nodes.index_select(&batch.pos_nodes, 0)?;
-    let n = nodes.index_select(&batch.neg_nodes, 0)?;
-    let sp = (&u * &p)?.sum(1)?;
-    let sn = (&u * &n)?.sum(1)?;
-    softplus(&(sn - sp)?)?.mean_all()
+    crate::ops::bpr::bpr_loss(nodes, batch.user_idx.clone(), batch.pos_idx.clone(), batch.neg_idx.clone())
 }
 
 #[cfg(test)]

@@ -77,25 +77,7 @@ pub fn evaluate_split(model: &Model, ds: &Dataset, split: &str, cfg: &Config) ->
 pub fn train(model: &mut Model, ds: &Dataset, cfg: &Config, run: &mut RunDir) -> anyhow::Result<TrainOutcome> {
     let started = Instant::now();
     let t = &cfg.train;
-    let device = model.device().clone();
-    let train_ui = ds.user_items(&ds.train);
-    let pairs: Vec<(u32, u32)> =
-        (0..ds.n_users() as u32).flat_map(|u| train_ui.row(u).iter().map(move |&i| (u, i))).collect();
-    let sampler = BprSampler::new(pairs, train_ui, ds.n_items())?;
-    let mut sample_rng = Rng::derive(t.seed, "sampler");
-    let mut step_rng = Rng::derive(t.seed, "step");
-
-    let params = model.params();
-    let reg_in_optimizer = device.is_cpu();
-    let adam_cfg = AdamConfig {
-        lr: t.lr,
-        beta1: t.adam.beta1,
-        beta2: t.adam.beta2,
-        eps: t.adam.eps,
-        weight_decay: if reg_in_optimizer { 2.0 * cfg.model.reg } else { 0.0 },
-    };
-    let mut adam = Adam::new(params.iter().map(|p| p.1.clone()).collect(), adam_cfg)?;
-
+    let mut epochs = EpochRunner::new(model, ds, cfg)?;
     let bar = progress_bar(cfg);
     let mut best: Option<(f64, usize, Metrics, Vec<candle_core::Tensor>)> = None;
     let mut since_best = 0usize;
@@ -103,29 +85,13 @@ pub fn train(model: &mut Model, ds: &Dataset, cfg: &Config, run: &mut RunDir) ->
     let mut loss_steps = 0usize;
     let (mut epoch_time, mut eval_time, mut evals) = (0.0f64, 0.0f64, 0usize);
     let mut epochs_run = 0;
-    let n_users = ds.n_users();
 
     for epoch in 1..=t.max_epochs {
         let t0 = Instant::now();
-        let triples = sampler.epoch(&mut sample_rng);
-        for chunk in triples.chunks(t.batch_size) {
-            let batch = Batch::new(chunk, n_users, &device)?;
-            let terms = model.step_losses(&batch, &mut step_rng)?;
-            let mut terms = terms;
-            if !reg_in_optimizer && cfg.model.reg > 0.0 {
-                terms.push(LossTerm::new("reg", model.l2_penalty()?.affine(cfg.model.reg, 0.0)?));
-            }
-            let mut total = terms[0].value.clone();
-            for term in &terms[1..] {
-                total = (total + &term.value)?;
-            }
-            let grads = total.backward()?;
-            adam.step(&grads)?;
-            for term in &terms {
-                *loss_sums.entry(term.name.clone()).or_default() += term.value.to_scalar::<f32>()? as f64;
-            }
-            loss_steps += 1;
+        for (name, value) in epochs.run(model)? {
+            *loss_sums.entry(name).or_default() += value;
         }
+        loss_steps += epochs.steps_last_epoch;
         let this_epoch = t0.elapsed().as_secs_f64();
         epoch_time += this_epoch;
         epochs_run = epoch;
@@ -193,6 +159,76 @@ pub fn train(model: &mut Model, ds: &Dataset, cfg: &Config, run: &mut RunDir) ->
         total_seconds: started.elapsed().as_secs_f64(),
         peak_rss_mib: crate::run::peak_rss_mib(),
     })
+}
+
+/// Runs training epochs: sampling, forward, backward and the optimiser step.
+pub struct EpochRunner {
+    sampler: BprSampler,
+    sample_rng: Rng,
+    step_rng: Rng,
+    adam: Adam,
+    batch_size: usize,
+    extra_reg: Option<f64>,
+    /// Optimiser steps taken in the last epoch.
+    pub steps_last_epoch: usize,
+}
+
+impl EpochRunner {
+    pub fn new(model: &Model, ds: &Dataset, cfg: &Config) -> anyhow::Result<Self> {
+        let t = &cfg.train;
+        let train_ui = ds.user_items(&ds.train);
+        let pairs: Vec<(u32, u32)> =
+            (0..ds.n_users() as u32).flat_map(|u| train_ui.row(u).iter().map(move |&i| (u, i))).collect();
+        let sampler = BprSampler::new(pairs, train_ui, ds.n_items())?;
+        let reg_in_optimizer = model.device().is_cpu();
+        let adam_cfg = AdamConfig {
+            lr: t.lr,
+            beta1: t.adam.beta1,
+            beta2: t.adam.beta2,
+            eps: t.adam.eps,
+            weight_decay: if reg_in_optimizer { 2.0 * cfg.model.reg } else { 0.0 },
+        };
+        let adam = Adam::new(model.params().into_iter().map(|p| p.1).collect(), adam_cfg)?;
+        Ok(Self {
+            sampler,
+            sample_rng: Rng::derive(t.seed, "sampler"),
+            step_rng: Rng::derive(t.seed, "step"),
+            adam,
+            batch_size: t.batch_size,
+            extra_reg: (!reg_in_optimizer && cfg.model.reg > 0.0).then_some(cfg.model.reg),
+            steps_last_epoch: 0,
+        })
+    }
+
+    /// One epoch over all training interactions; returns the summed loss terms by name.
+    pub fn run(&mut self, model: &mut Model) -> anyhow::Result<Vec<(String, f64)>> {
+        let device = model.device().clone();
+        let triples = self.sampler.epoch(&mut self.sample_rng);
+        let mut sums: Vec<(String, f64)> = Vec::new();
+        self.steps_last_epoch = 0;
+        for chunk in triples.chunks(self.batch_size) {
+            let batch = Batch::new(chunk, model.n_users, &device)?;
+            let mut terms = model.step_losses(&batch, &mut self.step_rng)?;
+            if let Some(reg) = self.extra_reg {
+                terms.push(LossTerm::new("reg", model.l2_penalty()?.affine(reg, 0.0)?));
+            }
+            let mut total = terms[0].value.clone();
+            for term in &terms[1..] {
+                total = (total + &term.value)?;
+            }
+            let grads = total.backward()?;
+            self.adam.step(&grads)?;
+            for term in &terms {
+                let v = term.value.to_scalar::<f32>()? as f64;
+                match sums.iter_mut().find(|s| s.0 == term.name) {
+                    Some(s) => s.1 += v,
+                    None => sums.push((term.name.clone(), v)),
+                }
+            }
+            self.steps_last_epoch += 1;
+        }
+        Ok(sums)
+    }
 }
 
 fn progress_bar(cfg: &Config) -> ProgressBar {

@@ -86,7 +86,19 @@ impl Dtype {
     /// the descriptor names a byte order itself.
     pub fn parse_descr(descr: &str, big_endian: bool) -> Result<Dtype, String> {
         let unsupported = || {
-            format!("dtype '{descr}' is not supported (only bool, integer and float16/32/64 arrays)")
+            let what = match descr
+                .trim_start_matches(['<', '>', '|', '='])
+                .chars()
+                .next()
+            {
+                Some('O') => " (Python objects)",
+                Some('U') | Some('S') => " (strings)",
+                Some('c') => " (complex numbers)",
+                Some('V') => " (structured records)",
+                Some('M') | Some('m') => " (dates/times)",
+                _ => "",
+            };
+            format!("dtype '{descr}'{what} is not supported (only bool, integer and float16/32/64 arrays)")
         };
         let (big_endian, rest) = match descr.as_bytes().first() {
             Some(b'<') => (false, &descr[1..]),
@@ -104,7 +116,11 @@ impl Dtype {
             ('f', 2 | 4 | 8) => DtypeKind::Float,
             _ => return Err(unsupported()),
         };
-        Ok(Dtype { kind, size, big_endian })
+        Ok(Dtype {
+            kind,
+            size,
+            big_endian,
+        })
     }
 
     /// Reads a pickled `numpy.dtype` object.
@@ -182,14 +198,23 @@ impl TryFrom<&Value> for NdArray {
     /// Converts a pickled numpy array of any supported dtype to `f32` (C order).
     fn try_from(v: &Value) -> Result<NdArray, String> {
         let a = RawArray::from_value(v)?;
-        Ok(NdArray { data: a.to_f32(), shape: a.shape })
+        Ok(NdArray {
+            data: a.to_f32(),
+            shape: a.shape,
+        })
     }
 }
 
 fn shape_of(v: &Value) -> Result<Vec<usize>, String> {
     let bad = || format!("array shape must be a tuple of non-negative integers, found {v:?}");
     let t = v.as_tuple().ok_or_else(bad)?;
-    t.iter().map(|d| d.as_int().and_then(|d| usize::try_from(d).ok()).ok_or_else(bad)).collect()
+    t.iter()
+        .map(|d| {
+            d.as_int()
+                .and_then(|d| usize::try_from(d).ok())
+                .ok_or_else(bad)
+        })
+        .collect()
 }
 
 fn shape_text(shape: &[usize]) -> String {
@@ -205,7 +230,10 @@ fn raw_bytes(v: &Value) -> Result<Rc<[u8]>, String> {
     match v {
         Value::Bytes(b) => Ok(b.clone()),
         Value::List(_) => Err("object arrays (dtype=object) are not supported".into()),
-        other => Err(format!("array data must be bytes, found {}", other.type_name())),
+        other => Err(format!(
+            "array data must be bytes, found {}",
+            other.type_name()
+        )),
     }
 }
 
@@ -217,12 +245,20 @@ impl RawArray {
         let o = v.as_object().ok_or_else(found)?;
         let g = o.class.as_global().ok_or_else(found)?;
         let (shape, dtype, bytes, fortran) = match g.name.as_str() {
-            "_reconstruct" if matches!(g.module.as_str(), "numpy.core.multiarray" | "numpy._core.multiarray") => {
+            "_reconstruct"
+                if matches!(
+                    g.module.as_str(),
+                    "numpy.core.multiarray" | "numpy._core.multiarray"
+                ) =>
+            {
                 match o.args.first().and_then(Value::as_global) {
                     Some(c) if c.module.starts_with("numpy") => {}
                     _ => return Err(format!("{} is not a numpy array class", v.type_name())),
                 }
-                let state = o.state.as_ref().ok_or("numpy array without state (BUILD missing)")?;
+                let state = o
+                    .state
+                    .as_ref()
+                    .ok_or("numpy array without state (BUILD missing)")?;
                 let s = state.as_tuple().ok_or("numpy array state is not a tuple")?;
                 // (version, shape, dtype, is_fortran, data), or without version (numpy < 1.?)
                 let s = match s.len() {
@@ -235,18 +271,36 @@ impl RawArray {
                     Value::Int(i) => *i != 0,
                     other => return Err(format!("is_fortran flag is {}", other.type_name())),
                 };
-                (shape_of(&s[0])?, Dtype::from_value(&s[1])?, raw_bytes(&s[3])?, fortran)
+                (
+                    shape_of(&s[0])?,
+                    Dtype::from_value(&s[1])?,
+                    raw_bytes(&s[3])?,
+                    fortran,
+                )
             }
-            "_frombuffer" if matches!(g.module.as_str(), "numpy.core.numeric" | "numpy._core.numeric") => {
+            "_frombuffer"
+                if matches!(
+                    g.module.as_str(),
+                    "numpy.core.numeric" | "numpy._core.numeric"
+                ) =>
+            {
                 let [buf, dtype, shape, order] = &o.args[..] else {
-                    return Err(format!("_frombuffer with {} arguments, expected 4", o.args.len()));
+                    return Err(format!(
+                        "_frombuffer with {} arguments, expected 4",
+                        o.args.len()
+                    ));
                 };
                 let fortran = match order.as_str() {
                     Some("C") => false,
                     Some("F") => true,
                     _ => return Err(format!("unknown array order {order:?}")),
                 };
-                (shape_of(shape)?, Dtype::from_value(dtype)?, raw_bytes(buf)?, fortran)
+                (
+                    shape_of(shape)?,
+                    Dtype::from_value(dtype)?,
+                    raw_bytes(buf)?,
+                    fortran,
+                )
             }
             _ => return Err(found()),
         };
@@ -261,7 +315,12 @@ impl RawArray {
                 bytes.len()
             ));
         }
-        Ok(RawArray { shape, dtype, bytes, fortran })
+        Ok(RawArray {
+            shape,
+            dtype,
+            bytes,
+            fortran,
+        })
     }
 
     /// Number of elements.
@@ -300,12 +359,17 @@ impl RawArray {
         let be = self.dtype.big_endian;
         Ok(match (self.dtype.kind, self.dtype.size) {
             (DtypeKind::Float, _) => {
-                return Err(format!("expected an integer array, found dtype {}", self.dtype.name()))
+                return Err(format!(
+                    "expected an integer array, found dtype {}",
+                    self.dtype.name()
+                ))
             }
             (DtypeKind::UInt, 8) => {
                 let v = self.decode(|c| rd!(u64, c, be));
                 if let Some((k, x)) = v.iter().enumerate().find(|(_, &x)| x > i64::MAX as u64) {
-                    return Err(format!("element {k} = {x} does not fit in a signed 64-bit integer"));
+                    return Err(format!(
+                        "element {k} = {x} does not fit in a signed 64-bit integer"
+                    ));
                 }
                 v.into_iter().map(|x| x as i64).collect()
             }
@@ -314,9 +378,12 @@ impl RawArray {
     }
 }
 
-
 /// Reorders column-major (Fortran) data of `shape` into row-major (C) order.
 pub fn fortran_to_c<T: Copy>(src: &[T], shape: &[usize]) -> Vec<T> {
+    if src.is_empty() {
+        return Vec::new();
+    }
+    // src is not empty, so every stride is at most src.len(): no overflow
     let nd = shape.len();
     let mut stride = vec![1usize; nd];
     for k in 1..nd {

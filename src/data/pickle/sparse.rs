@@ -30,7 +30,11 @@ impl CooMatrix {
     }
     /// `(row, col)` of every stored entry, in stored order.
     pub fn pairs(&self) -> Vec<(u32, u32)> {
-        self.rows.iter().copied().zip(self.cols.iter().copied()).collect()
+        self.rows
+            .iter()
+            .copied()
+            .zip(self.cols.iter().copied())
+            .collect()
     }
 }
 
@@ -47,7 +51,10 @@ impl TryFrom<&Value> for CooMatrix {
     /// Reads a pickled scipy COO, CSR or CSC matrix (or array).
     fn try_from(v: &Value) -> Result<CooMatrix, String> {
         let expected = || {
-            format!("expected a pickled scipy.sparse coo_matrix (or csr/csc), found {}", v.type_name())
+            format!(
+                "expected a pickled scipy.sparse coo_matrix (or csr/csc), found {}",
+                v.type_name()
+            )
         };
         let o = v.as_object().ok_or_else(expected)?;
         let g = o.class.as_global().ok_or_else(expected)?;
@@ -58,25 +65,50 @@ impl TryFrom<&Value> for CooMatrix {
             "coo_matrix" | "coo_array" => Format::Coo,
             "csr_matrix" | "csr_array" => Format::Csr,
             "csc_matrix" | "csc_array" => Format::Csc,
-            _ => return Err(format!("{} is not supported (only COO, CSR and CSC)", g.qualname())),
+            _ => {
+                return Err(format!(
+                    "{} is not supported (only COO, CSR and CSC)",
+                    g.qualname()
+                ))
+            }
         };
-        let state = o.state.clone().ok_or_else(|| format!("{} has no state (BUILD missing)", g.qualname()))?;
+        let state = o
+            .state
+            .clone()
+            .ok_or_else(|| format!("{} has no state (BUILD missing)", g.qualname()))?;
         if !matches!(state, Value::Dict(_)) {
-            return Err(format!("{} state is {}, expected a dict", g.qualname(), state.type_name()));
+            return Err(format!(
+                "{} state is {}, expected a dict",
+                g.qualname(),
+                state.type_name()
+            ));
         }
         drop(o);
 
-        let shape = state.get("_shape").or_else(|| state.get("shape")).ok_or("the matrix has no `_shape`")?;
+        let shape = state
+            .get("_shape")
+            .or_else(|| state.get("shape"))
+            .ok_or("the matrix has no `_shape`")?;
         let dims: Option<Vec<usize>> = shape
             .as_tuple()
-            .map(|t| t.iter().map(|d| d.as_int().and_then(|d| usize::try_from(d).ok())).collect())
+            .map(|t| {
+                t.iter()
+                    .map(|d| d.as_int().and_then(|d| usize::try_from(d).ok()))
+                    .collect()
+            })
             .unwrap_or(None);
         let (n_rows, n_cols) = match dims.as_deref() {
             Some(&[r, c]) => (r, c),
-            _ => return Err(format!("`_shape` must be two non-negative integers, found {shape:?}")),
+            _ => {
+                return Err(format!(
+                    "`_shape` must be two non-negative integers, found {shape:?}"
+                ))
+            }
         };
         let array = |key: &str| -> Result<RawArray, String> {
-            let v = state.get(key).ok_or_else(|| format!("the matrix has no `{key}` array"))?;
+            let v = state
+                .get(key)
+                .ok_or_else(|| format!("the matrix has no `{key}` array"))?;
             one_d(&v, key)
         };
         let data = array("data")?.to_f64();
@@ -86,7 +118,11 @@ impl TryFrom<&Value> for CooMatrix {
                 let (row, col) = match state.get("coords") {
                     Some(coords) => match coords.as_tuple() {
                         Some([r, c]) => (one_d(r, "coords[0]")?, one_d(c, "coords[1]")?),
-                        _ => return Err(format!("`coords` must be a (row, col) tuple, found {coords:?}")),
+                        _ => {
+                            return Err(format!(
+                                "`coords` must be a (row, col) tuple, found {coords:?}"
+                            ))
+                        }
                     },
                     None => (array("row")?, array("col")?),
                 };
@@ -102,8 +138,14 @@ impl TryFrom<&Value> for CooMatrix {
                 (rows, cols)
             }
             Format::Csr | Format::Csc => {
-                let (n_major, n_minor) = if format == Format::Csr { (n_rows, n_cols) } else { (n_cols, n_rows) };
-                let indptr = array("indptr")?.to_i64().map_err(|e| format!("`indptr`: {e}"))?;
+                let (n_major, n_minor) = if format == Format::Csr {
+                    (n_rows, n_cols)
+                } else {
+                    (n_cols, n_rows)
+                };
+                let indptr = array("indptr")?
+                    .to_i64()
+                    .map_err(|e| format!("`indptr`: {e}"))?;
                 let minor = indices(&array("indices")?, "indices", n_minor)?;
                 let major = expand_indptr(&indptr, n_major, minor.len(), data.len())?;
                 if format == Format::Csr {
@@ -113,7 +155,13 @@ impl TryFrom<&Value> for CooMatrix {
                 }
             }
         };
-        Ok(CooMatrix { n_rows, n_cols, rows, cols, data })
+        Ok(CooMatrix {
+            n_rows,
+            n_cols,
+            rows,
+            cols,
+            data,
+        })
     }
 }
 
@@ -136,19 +184,32 @@ fn indices(a: &RawArray, key: &str, bound: usize) -> Result<Vec<u32>, String> {
             }
             match u32::try_from(x) {
                 Ok(i) if (i as usize) < bound => Ok(i),
-                _ => Err(format!("`{key}`[{k}] = {x} is out of range: the shape allows 0..{bound}")),
+                _ => Err(format!(
+                    "`{key}`[{k}] = {x} is out of range: the shape allows 0..{bound}"
+                )),
             }
         })
         .collect()
 }
 
 /// CSR/CSC `indptr` -> the major index of every entry.
-fn expand_indptr(indptr: &[i64], n_major: usize, n_indices: usize, n_data: usize) -> Result<Vec<u32>, String> {
+fn expand_indptr(
+    indptr: &[i64],
+    n_major: usize,
+    n_indices: usize,
+    n_data: usize,
+) -> Result<Vec<u32>, String> {
     if indptr.len() != n_major + 1 {
-        return Err(format!("`indptr` has {} entries, the shape needs {}", indptr.len(), n_major + 1));
+        return Err(format!(
+            "`indptr` has {} entries, the shape needs {}",
+            indptr.len(),
+            n_major + 1
+        ));
     }
     if n_indices != n_data {
-        return Err(format!("indices and data have different lengths ({n_indices}, {n_data})"));
+        return Err(format!(
+            "indices and data have different lengths ({n_indices}, {n_data})"
+        ));
     }
     if indptr[0] != 0 || indptr[n_major] != n_indices as i64 {
         return Err(format!(
@@ -156,15 +217,22 @@ fn expand_indptr(indptr: &[i64], n_major: usize, n_indices: usize, n_data: usize
             indptr[0], indptr[n_major]
         ));
     }
+    if let Some(i) = (0..n_major).find(|&i| indptr[i + 1] < indptr[i]) {
+        return Err(format!(
+            "`indptr` decreases at {}: {} then {}",
+            i + 1,
+            indptr[i],
+            indptr[i + 1]
+        ));
+    }
+    // now 0 = indptr[0] <= ... <= indptr[n_major] = n_indices: the expansion stays in bounds
     let mut major = Vec::with_capacity(n_indices);
     for i in 0..n_major {
-        let (a, b) = (indptr[i], indptr[i + 1]);
-        if b < a {
-            return Err(format!("`indptr` decreases at {}: {a} then {b}", i + 1));
-        }
-        if b > a {
-            let i = u32::try_from(i).map_err(|_| format!("row/column {i} does not fit in 32 bits"))?;
-            major.extend(std::iter::repeat(i).take((b - a) as usize));
+        let n = (indptr[i + 1] - indptr[i]) as usize;
+        if n > 0 {
+            let i =
+                u32::try_from(i).map_err(|_| format!("row/column {i} does not fit in 32 bits"))?;
+            major.extend(std::iter::repeat_n(i, n));
         }
     }
     Ok(major)

@@ -151,7 +151,10 @@ impl Value {
     pub fn get(&self, key: &str) -> Option<Value> {
         let Value::Dict(d) = self else { return None };
         let d = d.borrow();
-        d.iter().rev().find(|(k, _)| k.is_key(key)).map(|(_, v)| v.clone())
+        d.iter()
+            .rev()
+            .find(|(k, _)| k.is_key(key))
+            .map(|(_, v)| v.clone())
     }
     fn is_key(&self, key: &str) -> bool {
         match self {

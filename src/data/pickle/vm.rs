@@ -14,6 +14,7 @@
 //! (`_codecs.encode(s, 'latin1')`, `bytes(..)`, `bytearray(..)`, `set(..)`, `frozenset(..)`);
 //! every other call becomes an [`Object`].
 
+use super::opcodes::{describe, opcode_name};
 use super::value::{Global, Object, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -38,7 +39,13 @@ pub struct PickleError {
 impl fmt::Display for PickleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.opcode {
-            Some(op) => write!(f, "pickle byte {}, opcode {}: {}", self.offset, describe(op), self.message),
+            Some(op) => write!(
+                f,
+                "pickle byte {}, opcode {}: {}",
+                self.offset,
+                describe(op),
+                self.message
+            ),
             None => write!(f, "pickle byte {}: {}", self.offset, self.message),
         }
     }
@@ -46,91 +53,19 @@ impl fmt::Display for PickleError {
 
 impl std::error::Error for PickleError {}
 
-/// `NAME (0xNN)` for an opcode byte, `unknown (0xNN)` when it is no pickle opcode.
-pub fn describe(op: u8) -> String {
-    format!("{} (0x{op:02x})", opcode_name(op).unwrap_or("unknown"))
-}
-
-/// The `pickletools` name of an opcode byte (all protocols), `None` if it is not one.
-pub fn opcode_name(op: u8) -> Option<&'static str> {
-    Some(match op {
-        b'(' => "MARK",
-        b'.' => "STOP",
-        b'0' => "POP",
-        b'1' => "POP_MARK",
-        b'2' => "DUP",
-        b'F' => "FLOAT",
-        b'I' => "INT",
-        b'J' => "BININT",
-        b'K' => "BININT1",
-        b'L' => "LONG",
-        b'M' => "BININT2",
-        b'N' => "NONE",
-        b'P' => "PERSID",
-        b'Q' => "BINPERSID",
-        b'R' => "REDUCE",
-        b'S' => "STRING",
-        b'T' => "BINSTRING",
-        b'U' => "SHORT_BINSTRING",
-        b'V' => "UNICODE",
-        b'X' => "BINUNICODE",
-        b'a' => "APPEND",
-        b'b' => "BUILD",
-        b'c' => "GLOBAL",
-        b'd' => "DICT",
-        b'}' => "EMPTY_DICT",
-        b'e' => "APPENDS",
-        b'g' => "GET",
-        b'h' => "BINGET",
-        b'i' => "INST",
-        b'j' => "LONG_BINGET",
-        b'l' => "LIST",
-        b']' => "EMPTY_LIST",
-        b'o' => "OBJ",
-        b'p' => "PUT",
-        b'q' => "BINPUT",
-        b'r' => "LONG_BINPUT",
-        b's' => "SETITEM",
-        b't' => "TUPLE",
-        b')' => "EMPTY_TUPLE",
-        b'u' => "SETITEMS",
-        b'G' => "BINFLOAT",
-        b'B' => "BINBYTES",
-        b'C' => "SHORT_BINBYTES",
-        0x80 => "PROTO",
-        0x81 => "NEWOBJ",
-        0x82 => "EXT1",
-        0x83 => "EXT2",
-        0x84 => "EXT4",
-        0x85 => "TUPLE1",
-        0x86 => "TUPLE2",
-        0x87 => "TUPLE3",
-        0x88 => "NEWTRUE",
-        0x89 => "NEWFALSE",
-        0x8a => "LONG1",
-        0x8b => "LONG4",
-        0x8c => "SHORT_BINUNICODE",
-        0x8d => "BINUNICODE8",
-        0x8e => "BINBYTES8",
-        0x8f => "EMPTY_SET",
-        0x90 => "ADDITEMS",
-        0x91 => "FROZENSET",
-        0x92 => "NEWOBJ_EX",
-        0x93 => "STACK_GLOBAL",
-        0x94 => "MEMOIZE",
-        0x95 => "FRAME",
-        0x96 => "BYTEARRAY8",
-        0x97 => "NEXT_BUFFER",
-        0x98 => "READONLY_BUFFER",
-        _ => return None,
-    })
-}
-
 /// Interprets a whole pickle and returns the value `STOP` yields. Never panics on bad
 /// input; trailing bytes after `STOP` are ignored, as Python does.
 pub fn load(data: &[u8]) -> Result<Value, PickleError> {
-    Machine { data, pos: 0, op_start: 0, op: None, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }
-        .run()
+    Machine {
+        data,
+        pos: 0,
+        op_start: 0,
+        op: None,
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+    }
+    .run()
 }
 
 type R<T> = Result<T, PickleError>;
@@ -148,7 +83,11 @@ struct Machine<'a> {
 
 impl<'a> Machine<'a> {
     fn err(&self, message: impl Into<String>) -> PickleError {
-        PickleError { offset: self.op_start, opcode: self.op, message: message.into() }
+        PickleError {
+            offset: self.op_start,
+            opcode: self.op,
+            message: message.into(),
+        }
     }
 
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
@@ -202,13 +141,20 @@ impl<'a> Machine<'a> {
         }
     }
     fn utf8(&self, bytes: &[u8]) -> R<Rc<str>> {
-        std::str::from_utf8(bytes).map(Rc::from).map_err(|e| self.err(format!("invalid UTF-8 text: {e}")))
+        std::str::from_utf8(bytes)
+            .map(Rc::from)
+            .map_err(|e| self.err(format!("invalid UTF-8 text: {e}")))
     }
     fn decimal(&self, bytes: &[u8]) -> R<u64> {
         std::str::from_utf8(bytes)
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| self.err(format!("expected a decimal number, found {:?}", String::from_utf8_lossy(bytes))))
+            .ok_or_else(|| {
+                self.err(format!(
+                    "expected a decimal number, found {:?}",
+                    String::from_utf8_lossy(bytes)
+                ))
+            })
     }
 
     /// Height below which the current MARK protects the stack.
@@ -228,7 +174,10 @@ impl<'a> Machine<'a> {
         Ok(self.stack.last().expect("checked above"))
     }
     fn pop_mark(&mut self) -> R<Vec<Value>> {
-        let m = self.marks.pop().ok_or_else(|| self.err("no MARK to pop to (malformed pickle)"))?;
+        let m = self
+            .marks
+            .pop()
+            .ok_or_else(|| self.err("no MARK to pop to (malformed pickle)"))?;
         if m > self.stack.len() {
             return Err(self.err("stack underflow below MARK (malformed pickle)"));
         }
@@ -236,7 +185,9 @@ impl<'a> Machine<'a> {
     }
     fn pop_tuple(&mut self, n: usize) -> R<Value> {
         if self.stack.len() < self.floor() + n {
-            return Err(self.err(format!("stack underflow: needs {n} values (malformed pickle)")));
+            return Err(self.err(format!(
+                "stack underflow: needs {n} values (malformed pickle)"
+            )));
         }
         let items = self.stack.split_off(self.stack.len() - n);
         Ok(Value::Tuple(items.into()))
@@ -247,7 +198,11 @@ impl<'a> Machine<'a> {
         Ok(())
     }
     fn memo_get(&mut self, key: u64) -> R<()> {
-        let v = self.memo.get(&key).cloned().ok_or_else(|| self.err(format!("memo key {key} was never stored")))?;
+        let v = self
+            .memo
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| self.err(format!("memo key {key} was never stored")))?;
         self.stack.push(v);
         Ok(())
     }
@@ -289,14 +244,18 @@ impl<'a> Machine<'a> {
             0x80 => {
                 let p = self.u8()?;
                 if p > HIGHEST_PROTOCOL {
-                    return Err(self.err(format!("unsupported pickle protocol {p} (this reader knows 0-5)")));
+                    return Err(self.err(format!(
+                        "unsupported pickle protocol {p} (this reader knows 0-5)"
+                    )));
                 }
             }
             0x95 => {
                 let n = self.len8()?;
                 let left = self.data.len() - self.pos;
                 if n > left {
-                    return Err(self.err(format!("truncated: the frame announces {n} bytes, only {left} left")));
+                    return Err(self.err(format!(
+                        "truncated: the frame announces {n} bytes, only {left} left"
+                    )));
                 }
             }
             b'(' => self.marks.push(self.stack.len()),
@@ -392,7 +351,9 @@ impl<'a> Machine<'a> {
                 let items = self.pop_mark()?;
                 self.stack.push(Value::Tuple(items.into()));
             }
-            b']' => self.stack.push(Value::List(Rc::new(RefCell::new(Vec::new())))),
+            b']' => self
+                .stack
+                .push(Value::List(Rc::new(RefCell::new(Vec::new())))),
             b'l' => {
                 let items = self.pop_mark()?;
                 self.stack.push(Value::List(Rc::new(RefCell::new(items))));
@@ -405,7 +366,9 @@ impl<'a> Machine<'a> {
                 let items = self.pop_mark()?;
                 self.extend_list(items)?;
             }
-            b'}' => self.stack.push(Value::Dict(Rc::new(RefCell::new(Vec::new())))),
+            b'}' => self
+                .stack
+                .push(Value::Dict(Rc::new(RefCell::new(Vec::new())))),
             b'd' => {
                 let items = self.pop_mark()?;
                 let pairs = self.pairs(items)?;
@@ -421,12 +384,18 @@ impl<'a> Machine<'a> {
                 let pairs = self.pairs(items)?;
                 self.extend_dict(pairs)?;
             }
-            0x8f => self.stack.push(Value::Set(Rc::new(RefCell::new(Vec::new())))),
+            0x8f => self
+                .stack
+                .push(Value::Set(Rc::new(RefCell::new(Vec::new())))),
             0x90 => {
                 let items = self.pop_mark()?;
                 match self.top()? {
                     Value::Set(s) => s.borrow_mut().extend(items),
-                    other => return Err(self.err(format!("ADDITEMS needs a set, found {}", other.type_name()))),
+                    other => {
+                        return Err(
+                            self.err(format!("ADDITEMS needs a set, found {}", other.type_name()))
+                        )
+                    }
                 }
             }
             0x91 => {
@@ -436,7 +405,10 @@ impl<'a> Machine<'a> {
             b'c' => {
                 let module = self.line()?;
                 let name = self.line()?;
-                let g = Global { module: self.utf8(module)?.to_string(), name: self.utf8(name)?.to_string() };
+                let g = Global {
+                    module: self.utf8(module)?.to_string(),
+                    name: self.utf8(name)?.to_string(),
+                };
                 self.stack.push(Value::Global(Rc::new(g)));
             }
             0x93 => {
@@ -449,7 +421,10 @@ impl<'a> Machine<'a> {
                         name.type_name()
                     )));
                 };
-                let g = Global { module: module.to_string(), name: name.to_string() };
+                let g = Global {
+                    module: module.to_string(),
+                    name: name.to_string(),
+                };
                 self.stack.push(Value::Global(Rc::new(g)));
             }
             b'R' => {
@@ -525,8 +500,11 @@ impl<'a> Machine<'a> {
     }
 
     fn pairs(&self, items: Vec<Value>) -> R<Vec<(Value, Value)>> {
-        if items.len() % 2 != 0 {
-            return Err(self.err(format!("odd number of items ({}) for key/value pairs", items.len())));
+        if !items.len().is_multiple_of(2) {
+            return Err(self.err(format!(
+                "odd number of items ({}) for key/value pairs",
+                items.len()
+            )));
         }
         let mut it = items.into_iter();
         let mut pairs = Vec::with_capacity(it.len() / 2);
@@ -541,7 +519,10 @@ impl<'a> Machine<'a> {
                 l.borrow_mut().extend(items);
                 Ok(())
             }
-            other => Err(self.err(format!("needs a list to append to, found {}", other.type_name()))),
+            other => Err(self.err(format!(
+                "needs a list to append to, found {}",
+                other.type_name()
+            ))),
         }
     }
     fn extend_dict(&self, pairs: Vec<(Value, Value)>) -> R<()> {
@@ -550,13 +531,19 @@ impl<'a> Machine<'a> {
                 d.borrow_mut().extend(pairs);
                 Ok(())
             }
-            other => Err(self.err(format!("needs a dict to set items in, found {}", other.type_name()))),
+            other => Err(self.err(format!(
+                "needs a dict to set items in, found {}",
+                other.type_name()
+            ))),
         }
     }
     fn args_tuple(&self, args: Value, what: &str) -> R<Rc<[Value]>> {
         match args {
             Value::Tuple(t) => Ok(t),
-            other => Err(self.err(format!("{what} arguments must be a tuple, found {}", other.type_name()))),
+            other => Err(self.err(format!(
+                "{what} arguments must be a tuple, found {}",
+                other.type_name()
+            ))),
         }
     }
 
@@ -589,8 +576,13 @@ impl<'a> Machine<'a> {
 
 /// `(text, 'latin1')` arguments as Python 3 writes bytes for protocols below 3.
 fn latin1_call(args: &[Value]) -> Option<Value> {
-    let [Value::Str(s), Value::Str(enc)] = args else { return None };
-    if !matches!(enc.to_ascii_lowercase().as_str(), "latin1" | "latin-1" | "iso-8859-1") {
+    let [Value::Str(s), Value::Str(enc)] = args else {
+        return None;
+    };
+    if !matches!(
+        enc.to_ascii_lowercase().as_str(),
+        "latin1" | "latin-1" | "iso-8859-1"
+    ) {
         return None;
     }
     let bytes: Option<Vec<u8>> = s.chars().map(|c| u8::try_from(c as u32).ok()).collect();
@@ -598,5 +590,10 @@ fn latin1_call(args: &[Value]) -> Option<Value> {
 }
 
 fn object(class: Value, args: Rc<[Value]>, kwargs: Option<Value>) -> Value {
-    Value::Object(Rc::new(RefCell::new(Object { class, args, kwargs, state: None })))
+    Value::Object(Rc::new(RefCell::new(Object {
+        class,
+        args,
+        kwargs,
+        state: None,
+    })))
 }

@@ -1,0 +1,121 @@
+//! BPR loss as one fused candle op: `mean_b softplus(<u_b, n_b> - <u_b, p_b>)` over rows of
+//! the final node embeddings (SPEC.md section 2), with a hand-written backward that
+//! scatters straight into one `[N, d]` gradient. Replaces three `index_select`s and their
+//! autograd (each backward materialising full `[N, d]` zero tensors), which profiling
+//! showed to dominate a step (examples/profile_step.rs: ~12 ms of a ~25 ms step).
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use std::sync::Arc;
+
+/// BPR loss of triples given as node indices (items already offset by the user count).
+pub fn bpr_loss(nodes: &Tensor, users: Arc<Vec<u32>>, pos: Arc<Vec<u32>>, neg: Arc<Vec<u32>>) -> Result<Tensor> {
+    if !nodes.device().is_cpu() {
+        return bpr_generic(nodes, &users, &pos, &neg);
+    }
+    nodes.contiguous()?.apply_op1(Bpr { users, pos, neg })
+}
+
+/// The same loss from plain candle ops (reference and non-CPU devices).
+pub fn bpr_generic(nodes: &Tensor, users: &[u32], pos: &[u32], neg: &[u32]) -> Result<Tensor> {
+    let dev = nodes.device();
+    let idx = |v: &[u32]| Tensor::from_slice(v, v.len(), dev);
+    let u = nodes.index_select(&idx(users)?, 0)?;
+    let p = nodes.index_select(&idx(pos)?, 0)?;
+    let n = nodes.index_select(&idx(neg)?, 0)?;
+    let x = ((&u * &n)?.sum(1)? - (&u * &p)?.sum(1)?)?;
+    (x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?.mean_all()
+}
+
+struct Bpr {
+    users: Arc<Vec<u32>>,
+    pos: Arc<Vec<u32>>,
+    neg: Arc<Vec<u32>>,
+}
+
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+impl Bpr {
+    fn check(&self, l: &Layout) -> Result<(usize, usize)> {
+        let (n, d) = l.shape().dims2()?;
+        let bad = self.users.iter().chain(self.pos.iter()).chain(self.neg.iter()).any(|&i| i as usize >= n);
+        if bad || self.users.len() != self.pos.len() || self.users.len() != self.neg.len() || self.users.is_empty() {
+            candle_core::bail!("bpr: empty batch, mismatched lengths or index out of range ({n} nodes)");
+        }
+        Ok((n, d))
+    }
+    fn margin(&self, x: &[f32], d: usize, b: usize) -> f32 {
+        let row = |i: u32| &x[i as usize * d..(i as usize + 1) * d];
+        let u = row(self.users[b]);
+        dot(u, row(self.neg[b])) - dot(u, row(self.pos[b]))
+    }
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("bpr: needs contiguous input".into()))?;
+    Ok(&s.as_slice::<f32>()?[a..b])
+}
+
+impl CustomOp1 for Bpr {
+    fn name(&self) -> &'static str {
+        "bpr"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, d) = self.check(l)?;
+        let x = slice(s, l)?;
+        let total: f64 = (0..self.users.len()).map(|b| softplus(self.margin(x, d, b) as f64)).sum();
+        Ok((CpuStorage::F32(vec![(total / self.users.len() as f64) as f32]), Shape::from(())))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad_res.to_dtype(candle_core::DType::F32)?.to_vec0::<f32>()?;
+        let (n, d) = arg.dims2()?;
+        let x = arg.flatten_all()?.to_vec1::<f32>()?;
+        let mut grad = vec![0f32; n * d];
+        let scale = g / self.users.len() as f32;
+        for b in 0..self.users.len() {
+            let m = self.margin(&x, d, b);
+            let s = scale / (1.0 + (-m).exp()); // d softplus(m) = sigmoid(m)
+            let (u, p, q) = (self.users[b] as usize, self.pos[b] as usize, self.neg[b] as usize);
+            for j in 0..d {
+                let (xu, xp, xn) = (x[u * d + j], x[p * d + j], x[q * d + j]);
+                grad[u * d + j] += s * (xn - xp);
+                grad[p * d + j] -= s * xu;
+                grad[q * d + j] += s * xu;
+            }
+        }
+        Ok(Some(Tensor::from_vec(grad, (n, d), arg.device())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn fused_matches_plain_candle_in_value_and_gradient() {
+        let dev = Device::Cpu;
+        let (n, d) = (30, 5);
+        let data: Vec<f32> = (0..n * d).map(|i| ((i * 37 % 23) as f32 - 11.0) / 6.0).collect();
+        let x = Var::from_vec(data, (n, d), &dev).unwrap();
+        // repeated indices on purpose: gradients must accumulate
+        let users = Arc::new(vec![0u32, 3, 3, 7, 9]);
+        let pos = Arc::new(vec![12u32, 15, 20, 12, 29]);
+        let neg = Arc::new(vec![20u32, 12, 15, 25, 12]);
+        let a = bpr_loss(x.as_tensor(), users.clone(), pos.clone(), neg.clone()).unwrap();
+        let b = bpr_generic(x.as_tensor(), &users, &pos, &neg).unwrap();
+        let (va, vb) = (a.to_scalar::<f32>().unwrap(), b.to_scalar::<f32>().unwrap());
+        assert!((va - vb).abs() < 1e-5, "{va} vs {vb}");
+        let ga = a.backward().unwrap().get(x.as_tensor()).unwrap().clone();
+        let gb = b.backward().unwrap().get(x.as_tensor()).unwrap().clone();
+        let diff = (ga - gb).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-6, "gradient diff {diff}");
+    }
+}
