@@ -86,7 +86,9 @@ pub fn resolve_cache_path(p: &str) -> PathBuf {
 
 /// `$DAREC_CACHE` or `./.cache`.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("DAREC_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".cache"))
+    std::env::var_os("DAREC_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".cache"))
 }
 
 /// The collaborative model (RLMRec's defaults, SPEC.md section 2).
@@ -107,7 +109,13 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { backbone: "lightgcn".into(), dim: 32, layers: 3, keep_rate: 0.8, reg: 1e-6 }
+        Self {
+            backbone: "lightgcn".into(),
+            dim: 32,
+            layers: 3,
+            keep_rate: 0.8,
+            reg: 1e-6,
+        }
     }
 }
 
@@ -145,7 +153,11 @@ pub struct AdamExtra {
 impl Default for AdamExtra {
     fn default() -> Self {
         let d = AdamConfig::default();
-        Self { beta1: d.beta1, beta2: d.beta2, eps: d.eps }
+        Self {
+            beta1: d.beta1,
+            beta2: d.beta2,
+            eps: d.eps,
+        }
     }
 }
 
@@ -177,7 +189,10 @@ pub struct OutputConfig {
 
 impl Default for OutputConfig {
     fn default() -> Self {
-        Self { runs_dir: PathBuf::from("runs"), run_name: None }
+        Self {
+            runs_dir: PathBuf::from("runs"),
+            run_name: None,
+        }
     }
 }
 
@@ -200,8 +215,10 @@ impl Config {
     pub fn load(path: Option<&Path>, overrides: &[String]) -> anyhow::Result<Config> {
         let mut table = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read config", p.display()))?;
-                toml::from_str::<toml::Table>(&text).with_context(|| format!("{}: invalid TOML", p.display()))?
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("{}: cannot read config", p.display()))?;
+                toml::from_str::<toml::Table>(&text)
+                    .with_context(|| format!("{}: invalid TOML", p.display()))?
             }
             None => toml::Table::new(),
         };
@@ -215,11 +232,14 @@ impl Config {
             .unwrap_or("ml-1m")
             .to_string();
         if let Some((_, preset)) = PRESETS.iter().find(|p| p.0 == name) {
-            let mut base: toml::Table = toml::from_str(preset).expect("built-in preset is valid TOML");
+            let mut base: toml::Table =
+                toml::from_str(preset).expect("built-in preset is valid TOML");
             merge(&mut base, table);
             table = base;
         }
-        let where_ = path.map(|p| p.display().to_string()).unwrap_or_else(|| "defaults".into());
+        let where_ = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "defaults".into());
         let cfg: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| anyhow::anyhow!("{where_}: {}", e.message()))
@@ -231,7 +251,10 @@ impl Config {
     /// A config for a dataset preset by name, with defaults elsewhere.
     pub fn for_dataset(name: &str) -> anyhow::Result<Config> {
         if !preset_names().contains(&name) {
-            bail!("unknown dataset `{name}`; built-in: {}; or pass a config file", preset_names().join(", "));
+            bail!(
+                "unknown dataset `{name}`; built-in: {}; or pass a config file",
+                preset_names().join(", ")
+            );
         }
         Config::load(None, &[format!("data.name=\"{name}\"")])
     }
@@ -255,14 +278,28 @@ impl Config {
             bail!("model.reg must be >= 0, got {}", m.reg);
         }
         if !["mf", "lightgcn", "mostpop"].contains(&m.backbone.as_str()) {
-            bail!("model.backbone `{}` is not known (mf, lightgcn, mostpop)", m.backbone);
+            bail!(
+                "model.backbone `{}` is not known (mf, lightgcn, mostpop)",
+                m.backbone
+            );
         }
-        let metric_k = t.metric.split('@').nth(1).and_then(|k| k.parse::<usize>().ok());
+        let metric_k = t
+            .metric
+            .split('@')
+            .nth(1)
+            .and_then(|k| k.parse::<usize>().ok());
         match metric_k {
             Some(k) if self.eval.ks.contains(&k) => {}
-            _ => bail!("train.metric `{}` must be <metric>@<k> with k in eval.ks {:?}", t.metric, self.eval.ks),
+            _ => bail!(
+                "train.metric `{}` must be <metric>@<k> with k in eval.ks {:?}",
+                t.metric,
+                self.eval.ks
+            ),
         }
-        self.data.prepare.validate().map_err(|e| anyhow::anyhow!("data.prepare: {e}"))?;
+        self.data
+            .prepare
+            .validate()
+            .map_err(|e| anyhow::anyhow!("data.prepare: {e}"))?;
         Ok(())
     }
 
@@ -271,10 +308,12 @@ impl Config {
     }
 
     pub fn run_name(&self) -> String {
-        self.output
-            .run_name
-            .clone()
-            .unwrap_or_else(|| format!("{}-{}-s{}", self.data.name, self.model.backbone, self.train.seed))
+        self.output.run_name.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}-s{}",
+                self.data.name, self.model.backbone, self.train.seed
+            )
+        })
     }
 }
 
@@ -294,7 +333,9 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> anyhow::Resu
     }
     let mut cur = table;
     for p in &parts[..parts.len() - 1] {
-        let entry = cur.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = entry
             .as_table_mut()
             .with_context(|| format!("--set `{assignment}`: `{p}` is not a section"))?;
@@ -321,7 +362,15 @@ mod tests {
 
     #[test]
     fn overrides_presets_and_typos() {
-        let c = Config::load(None, &["train.lr=5e-4".into(), "data.name=amazon".into(), "eval.ks=[5, 20]".into()]).unwrap();
+        let c = Config::load(
+            None,
+            &[
+                "train.lr=5e-4".into(),
+                "data.name=amazon".into(),
+                "eval.ks=[5, 20]".into(),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.train.lr, 5e-4);
         assert_eq!(c.data.format, DataFormat::Rlmrec);
         assert_eq!(c.eval.ks, vec![5, 20]);

@@ -11,6 +11,7 @@ pub mod data;
 pub mod eval;
 pub mod ops;
 pub mod pipeline;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod train;

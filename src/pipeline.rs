@@ -65,7 +65,15 @@ pub fn train_on(cfg: &Config, ds: &Dataset, out: Option<PathBuf>) -> anyhow::Res
         let valid = evaluate(&pop, &ds.user_items(&ds.valid), &[&train_ui], &cfg.eval)?;
         let test = evaluate(&pop, &ds.user_items(&ds.test), &[&train_ui], &cfg.eval)?;
         run.log(&serde_json::json!({"split": "test", "metrics": test.values}))?;
-        RunResult { dataset: ds.name.clone(), backbone: "mostpop".into(), seed: cfg.train.seed, run_dir: dir.clone(), test, valid, training: None }
+        RunResult {
+            dataset: ds.name.clone(),
+            backbone: "mostpop".into(),
+            seed: cfg.train.seed,
+            run_dir: dir.clone(),
+            test,
+            valid,
+            training: None,
+        }
     } else {
         let mut model = Model::build(cfg, ds, Box::new(NoAlignment), &device()?)?;
         let outcome = train::train(&mut model, ds, cfg, &mut run)?;
@@ -81,8 +89,14 @@ pub fn train_on(cfg: &Config, ds: &Dataset, out: Option<PathBuf>) -> anyhow::Res
         }
     };
     write_json(&run.file("metrics.json"), &result)?;
-    let label = format!("{} {} seed {}", result.dataset, result.backbone, result.seed);
-    let md = format!("# Test metrics\n\n{}", markdown_table(&[(label, result.test.clone())]));
+    let label = format!(
+        "{} {} seed {}",
+        result.dataset, result.backbone, result.seed
+    );
+    let md = format!(
+        "# Test metrics\n\n{}",
+        markdown_table(&[(label, result.test.clone())])
+    );
     write_atomic(&run.file("metrics.md"), md.as_bytes())?;
     Ok(result)
 }
@@ -93,16 +107,27 @@ pub fn eval_run(dir: &Path, split: &str) -> anyhow::Result<(Config, Metrics)> {
     let cfg = Config::load(Some(&run.file("config.toml")), &[])?;
     let ds = load_dataset(&cfg.data)?;
     let saved_users: Vec<String> = serde_json::from_str(
-        &std::fs::read_to_string(run.file("users.json")).with_context(|| format!("{}: users.json missing", dir.display()))?,
+        &std::fs::read_to_string(run.file("users.json"))
+            .with_context(|| format!("{}: users.json missing", dir.display()))?,
     )?;
     if saved_users != ds.user_ids.external {
-        anyhow::bail!("{}: the dataset now yields different users than when the run was trained", dir.display());
+        anyhow::bail!(
+            "{}: the dataset now yields different users than when the run was trained",
+            dir.display()
+        );
     }
     if cfg.model.backbone == "mostpop" {
         let train_ui = ds.user_items(&ds.train);
         let pop = MostPop::fit(&train_ui, ds.n_items());
-        let truth = if split == "valid" { ds.user_items(&ds.valid) } else { ds.user_items(&ds.test) };
-        return Ok((cfg.clone(), evaluate(&pop, &truth, &[&train_ui], &cfg.eval)?));
+        let truth = if split == "valid" {
+            ds.user_items(&ds.valid)
+        } else {
+            ds.user_items(&ds.test)
+        };
+        return Ok((
+            cfg.clone(),
+            evaluate(&pop, &truth, &[&train_ui], &cfg.eval)?,
+        ));
     }
     let model = Model::build(&cfg, &ds, Box::new(NoAlignment), &device()?)?;
     model.load(&run.file("model.safetensors"))?;

@@ -14,16 +14,26 @@ use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create directory", dir.display()))?;
-    let name = path.file_name().context("write_atomic: path has no file name")?.to_string_lossy();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+    let name = path
+        .file_name()
+        .context("write_atomic: path has no file name")?
+        .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     {
-        let mut f = File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
+        let mut f =
+            File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
         f.sync_all().ok();
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot move into place", path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot move into place", path.display()))?;
     Ok(())
 }
 
@@ -41,7 +51,8 @@ pub struct RunDir {
 impl RunDir {
     /// Creates (or reuses) the directory and truncates its metrics log.
     pub fn create(path: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(path).with_context(|| format!("{}: cannot create run directory", path.display()))?;
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("{}: cannot create run directory", path.display()))?;
         let log_path = path.join("metrics.jsonl");
         let log = OpenOptions::new()
             .create(true)
@@ -49,7 +60,10 @@ impl RunDir {
             .truncate(true)
             .open(&log_path)
             .with_context(|| format!("{}: cannot open", log_path.display()))?;
-        Ok(Self { path: path.to_path_buf(), log: Some(log) })
+        Ok(Self {
+            path: path.to_path_buf(),
+            log: Some(log),
+        })
     }
 
     /// A run directory that only reads (for `darec eval`).
@@ -57,7 +71,10 @@ impl RunDir {
         if !path.join("config.toml").exists() {
             anyhow::bail!("{}: not a run directory (no config.toml)", path.display());
         }
-        Ok(Self { path: path.to_path_buf(), log: None })
+        Ok(Self {
+            path: path.to_path_buf(),
+            log: None,
+        })
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
@@ -93,7 +110,10 @@ mod tests {
         write_atomic(&p, b"first").unwrap();
         write_atomic(&p, b"second").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "second");
-        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

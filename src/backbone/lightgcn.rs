@@ -21,7 +21,13 @@ impl LightGcn {
     pub fn new(cfg: &ModelConfig, ctx: BuildContext) -> Result<Self> {
         let table = xavier_node_table(ctx.n_users, ctx.n_items, cfg.dim, ctx.device, ctx.rng)?;
         let full = Arc::new(ctx.graph.normalized(false));
-        Ok(Self { table, graph: ctx.graph, full, layers: cfg.layers, keep_rate: cfg.keep_rate })
+        Ok(Self {
+            table,
+            graph: ctx.graph,
+            full,
+            layers: cfg.layers,
+            keep_rate: cfg.keep_rate,
+        })
     }
 }
 

@@ -11,7 +11,9 @@ pub struct Mf {
 
 impl Mf {
     pub fn new(cfg: &ModelConfig, ctx: BuildContext) -> Result<Self> {
-        Ok(Self { table: xavier_node_table(ctx.n_users, ctx.n_items, cfg.dim, ctx.device, ctx.rng)? })
+        Ok(Self {
+            table: xavier_node_table(ctx.n_users, ctx.n_items, cfg.dim, ctx.device, ctx.rng)?,
+        })
     }
 }
 

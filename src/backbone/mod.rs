@@ -28,7 +28,10 @@ pub struct LossTerm {
 
 impl LossTerm {
     pub fn new(name: impl Into<String>, value: Tensor) -> Self {
-        Self { name: name.into(), value }
+        Self {
+            name: name.into(),
+            value,
+        }
     }
 }
 
@@ -74,7 +77,13 @@ pub fn build(cfg: &ModelConfig, ctx: BuildContext) -> anyhow::Result<Box<dyn Bac
 /// Xavier-uniform initialised embedding table for users and items, stored as one
 /// `[U+I, d]` variable: each block uses its own bound `sqrt(6 / (rows + d))`, as two
 /// separate `nn.init.xavier_uniform_` tables would (RLMRec's initialisation).
-pub fn xavier_node_table(n_users: usize, n_items: usize, d: usize, device: &Device, rng: &mut Rng) -> Result<Var> {
+pub fn xavier_node_table(
+    n_users: usize,
+    n_items: usize,
+    d: usize,
+    device: &Device,
+    rng: &mut Rng,
+) -> Result<Var> {
     let mut data = Vec::with_capacity((n_users + n_items) * d);
     for rows in [n_users, n_items] {
         let bound = (6.0 / (rows + d) as f64).sqrt();
@@ -82,5 +91,9 @@ pub fn xavier_node_table(n_users: usize, n_items: usize, d: usize, device: &Devi
             data.push(((rng.f64() * 2.0 - 1.0) * bound) as f32);
         }
     }
-    Var::from_tensor(&Tensor::from_vec(data, (n_users + n_items, d), &Device::Cpu)?.to_device(device)?.to_dtype(DType::F32)?)
+    Var::from_tensor(
+        &Tensor::from_vec(data, (n_users + n_items, d), &Device::Cpu)?
+            .to_device(device)?
+            .to_dtype(DType::F32)?,
+    )
 }

@@ -45,6 +45,12 @@ enum Command {
         #[arg(long, default_value = "test")]
         split: String,
     },
+    /// Mean ± standard deviation of test metrics over runs, grouped by dataset and model.
+    Summarize {
+        /// Run directories, or directories containing runs.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+    },
     /// Inspect datasets.
     Data {
         #[command(subcommand)]
@@ -67,7 +73,11 @@ enum DataCommand {
 fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -76,7 +86,10 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = cli.threads.unwrap_or(0);
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().context("thread pool")?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .context("thread pool")?;
     match cli.command {
         Command::Train { config, set, out } => {
             let mut cfg = Config::load(config.as_deref(), &set)?;
@@ -104,14 +117,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let label = format!("{} {} ({split})", cfg.data.name, cfg.model.backbone);
             println!("{}", markdown_table(&[(label, m)]));
         }
-        Command::Data { command: DataCommand::Stats { dataset, set } } => {
+        Command::Summarize { runs } => {
+            let dirs = darec::report::find_runs(&runs);
+            if dirs.is_empty() {
+                anyhow::bail!("no run directories (with metrics.json) found under the given paths");
+            }
+            let rows = dirs
+                .iter()
+                .map(|d| darec::report::read_run(d))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let groups = darec::report::group(rows);
+            println!(
+                "{}",
+                darec::report::mean_std_table(&groups, &darec::report::MAIN_KEYS)
+            );
+        }
+        Command::Data {
+            command: DataCommand::Stats { dataset, set },
+        } => {
             let cfg = if dataset.ends_with(".toml") {
                 Config::load(Some(std::path::Path::new(&dataset)), &set)?
             } else {
                 let mut s = vec![format!("data.name=\"{dataset}\"")];
                 s.extend(set);
                 if !darec::config::preset_names().contains(&dataset.as_str()) {
-                    anyhow::bail!("unknown dataset `{dataset}`; built-in: {}; or pass a config file", darec::config::preset_names().join(", "));
+                    anyhow::bail!(
+                        "unknown dataset `{dataset}`; built-in: {}; or pass a config file",
+                        darec::config::preset_names().join(", ")
+                    );
                 }
                 Config::load(None, &s)?
             };

@@ -32,21 +32,23 @@ impl Csr {
     pub fn spmm(&self, x: &[f32], d: usize, out: &mut [f32]) {
         debug_assert_eq!(x.len(), self.n * d);
         debug_assert_eq!(out.len(), self.n * d);
-        out.par_chunks_mut(ROWS_PER_TASK * d).enumerate().for_each(|(chunk, out_rows)| {
-            let first = chunk * ROWS_PER_TASK;
-            for (r, orow) in out_rows.chunks_mut(d).enumerate() {
-                let row = first + r;
-                orow.fill(0.0);
-                for k in self.indptr[row]..self.indptr[row + 1] {
-                    let w = self.values[k];
-                    let c = self.indices[k] as usize;
-                    let xrow = &x[c * d..(c + 1) * d];
-                    for (o, v) in orow.iter_mut().zip(xrow) {
-                        *o += w * v;
+        out.par_chunks_mut(ROWS_PER_TASK * d)
+            .enumerate()
+            .for_each(|(chunk, out_rows)| {
+                let first = chunk * ROWS_PER_TASK;
+                for (r, orow) in out_rows.chunks_mut(d).enumerate() {
+                    let row = first + r;
+                    orow.fill(0.0);
+                    for k in self.indptr[row]..self.indptr[row + 1] {
+                        let w = self.values[k];
+                        let c = self.indices[k] as usize;
+                        let xrow = &x[c * d..(c + 1) * d];
+                        for (o, v) in orow.iter_mut().zip(xrow) {
+                            *o += w * v;
+                        }
                     }
                 }
-            }
-        });
+            });
     }
 
     /// Dense copy (tests and tiny graphs only).
@@ -104,7 +106,14 @@ impl BipartiteGraph {
                 e += 1;
             }
         }
-        Self { n_users, n_items, indptr, indices, edge_id, n_edges: e as usize }
+        Self {
+            n_users,
+            n_items,
+            indptr,
+            indices,
+            edge_id,
+            n_edges: e as usize,
+        }
     }
 
     pub fn n_nodes(&self) -> usize {
@@ -151,7 +160,8 @@ impl BipartiteGraph {
             .into_par_iter()
             .map(|blk| {
                 let rows = blk * BUILD_BLOCK..((blk + 1) * BUILD_BLOCK).min(n);
-                let (mut lens, mut idx, mut val) = (Vec::with_capacity(rows.len()), Vec::new(), Vec::new());
+                let (mut lens, mut idx, mut val) =
+                    (Vec::with_capacity(rows.len()), Vec::new(), Vec::new());
                 for v in rows {
                     let before = idx.len();
                     let mut pushed_loop = !self_loops;
@@ -189,7 +199,12 @@ impl BipartiteGraph {
             indices.extend_from_slice(&idx);
             values.extend_from_slice(&val);
         }
-        Csr { n, indptr, indices, values }
+        Csr {
+            n,
+            indptr,
+            indices,
+            values,
+        }
     }
 }
 
@@ -226,12 +241,17 @@ mod tests {
         // with self loops: u0 degree 3, i0 degree 2
         assert!((s[0] - 1.0 / 3.0).abs() < 1e-6);
         assert!((s[2] - 1.0 / (3f32.sqrt() * 2f32.sqrt())).abs() < 1e-6);
-        assert!((s[4 * n + 4] - 1.0).abs() < 1e-6, "isolated node keeps its self loop");
+        assert!(
+            (s[4 * n + 4] - 1.0).abs() < 1e-6,
+            "isolated node keeps its self loop"
+        );
     }
 
     #[test]
     fn dropout_is_symmetric_keeps_values_and_roughly_the_rate() {
-        let pairs: Vec<(u32, u32)> = (0..200u32).flat_map(|u| (0..10u32).map(move |k| (u, (u * 7 + k * 13) % 150))).collect();
+        let pairs: Vec<(u32, u32)> = (0..200u32)
+            .flat_map(|u| (0..10u32).map(move |k| (u, (u * 7 + k * 13) % 150)))
+            .collect();
         let ui = UserItems::from_pairs(200, &pairs);
         let g = BipartiteGraph::from_train(200, 150, &ui);
         let full = g.normalized(false).to_dense();

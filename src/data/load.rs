@@ -29,6 +29,7 @@ pub fn load_dataset(cfg: &DataConfig) -> anyhow::Result<Dataset> {
         DataFormat::Delimited => delimited::read_delimited(&path, &cfg.delimited)?,
         DataFormat::Rlmrec => rlmrec::read_rlmrec(&path, cfg.rlmrec_format)?,
     };
-    let ds = prepare::prepare(raw, &cfg.name, &cfg.prepare).with_context(|| format!("preparing dataset `{}`", cfg.name))?;
+    let ds = prepare::prepare(raw, &cfg.name, &cfg.prepare)
+        .with_context(|| format!("preparing dataset `{}`", cfg.name))?;
     Ok(ds)
 }

@@ -37,7 +37,11 @@ impl IdMap {
     }
     /// Builds a map from external ids in internal-id order.
     pub fn from_external(external: Vec<String>) -> Self {
-        let index = external.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+        let index = external
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u32))
+            .collect();
         Self { external, index }
     }
     /// Identity map `"0".."n-1"` for datasets whose ids are already dense integers.
@@ -68,7 +72,12 @@ impl IdMap {
     }
     /// Rebuilds the lookup index (after deserialisation).
     pub fn reindex(&mut self) {
-        self.index = self.external.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+        self.index = self
+            .external
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u32))
+            .collect();
     }
     /// Keeps the ids where `keep[id]`, renumbering densely; returns old -> new (u32::MAX if dropped).
     pub fn compact(&self, keep: &[bool]) -> (IdMap, Vec<u32>) {
@@ -193,7 +202,10 @@ impl UserItems {
             }
             offsets.push(packed.len());
         }
-        Self { offsets, items: packed }
+        Self {
+            offsets,
+            items: packed,
+        }
     }
     pub fn n_users(&self) -> usize {
         self.offsets.len() - 1

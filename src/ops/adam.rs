@@ -23,7 +23,13 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        Self {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -53,7 +59,11 @@ impl Adam {
                 vars.into_iter()
                     .map(|var| {
                         let n = var.elem_count();
-                        Slot { var, m: vec![0.0; n], v: vec![0.0; n] }
+                        Slot {
+                            var,
+                            m: vec![0.0; n],
+                            v: vec![0.0; n],
+                        }
                     })
                     .collect(),
             )
@@ -86,7 +96,9 @@ impl Adam {
                 let bc1 = 1.0 - self.cfg.beta1.powi(self.t as i32);
                 let bc2 = 1.0 - self.cfg.beta2.powi(self.t as i32);
                 for slot in slots.iter_mut() {
-                    let Some(g) = grads.get(slot.var.as_tensor()) else { continue };
+                    let Some(g) = grads.get(slot.var.as_tensor()) else {
+                        continue;
+                    };
                     let g = g.contiguous()?;
                     let kernel = AdamKernel {
                         state: Mutex::new((&mut slot.m, &mut slot.v)),
@@ -124,11 +136,20 @@ impl InplaceOp2 for AdamKernel<'_> {
         "adam"
     }
 
-    fn cpu_fwd(&self, s1: &mut CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<()> {
-        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets()) else {
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
             candle_core::bail!("adam: parameter and gradient must be contiguous");
         };
-        let CpuStorage::F32(p) = s1 else { candle_core::bail!("adam: parameters must be f32") };
+        let CpuStorage::F32(p) = s1 else {
+            candle_core::bail!("adam: parameters must be f32")
+        };
         let g = &s2.as_slice::<f32>()?[g0..g1];
         let p = &mut p[p0..p1];
         let mut guard = self.state.lock().expect("adam state");
@@ -165,10 +186,20 @@ mod tests {
     #[test]
     fn matches_hand_computed_steps() {
         let x = Var::from_vec(vec![1f32], 1, &Device::Cpu).unwrap();
-        let mut opt = Adam::new(vec![x.clone()], AdamConfig { lr: 0.1, ..Default::default() }).unwrap();
+        let mut opt = Adam::new(
+            vec![x.clone()],
+            AdamConfig {
+                lr: 0.1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let want = [0.9f32, 0.800412];
         for w in want {
-            let loss = (x.as_tensor().sqr().unwrap() * 0.5).unwrap().sum_all().unwrap();
+            let loss = (x.as_tensor().sqr().unwrap() * 0.5)
+                .unwrap()
+                .sum_all()
+                .unwrap();
             opt.step(&loss.backward().unwrap()).unwrap();
             let got = x.as_tensor().to_vec1::<f32>().unwrap()[0];
             assert!((got - w).abs() < 1e-5, "got {got} want {w}");
@@ -177,20 +208,43 @@ mod tests {
 
     #[test]
     fn agrees_with_candle_nn_adamw_without_decay() {
-        let init: Vec<f32> = (0..50_000).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect();
+        let init: Vec<f32> = (0..50_000)
+            .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
+            .collect();
         let a = Var::from_vec(init.clone(), (500, 100), &Device::Cpu).unwrap();
         let b = Var::from_vec(init, (500, 100), &Device::Cpu).unwrap();
         let mut ours = Adam::new(vec![a.clone()], AdamConfig::default()).unwrap();
-        let p = candle_nn::ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() };
+        let p = candle_nn::ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
         let mut theirs = candle_nn::AdamW::new(vec![b.clone()], p).unwrap();
         let target = Tensor::ones((500, 100), candle_core::DType::F32, &Device::Cpu).unwrap();
         for _ in 0..5 {
-            let la = (a.as_tensor() - &target).unwrap().sqr().unwrap().sum_all().unwrap();
+            let la = (a.as_tensor() - &target)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
             ours.step(&la.backward().unwrap()).unwrap();
-            let lb = (b.as_tensor() - &target).unwrap().sqr().unwrap().sum_all().unwrap();
+            let lb = (b.as_tensor() - &target)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
             theirs.step(&lb.backward().unwrap()).unwrap();
         }
-        let d = (a.as_tensor() - b.as_tensor()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = (a.as_tensor() - b.as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(d < 1e-6, "max diff {d}");
     }
 }

@@ -8,7 +8,12 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use std::sync::Arc;
 
 /// BPR loss of triples given as node indices (items already offset by the user count).
-pub fn bpr_loss(nodes: &Tensor, users: Arc<Vec<u32>>, pos: Arc<Vec<u32>>, neg: Arc<Vec<u32>>) -> Result<Tensor> {
+pub fn bpr_loss(
+    nodes: &Tensor,
+    users: Arc<Vec<u32>>,
+    pos: Arc<Vec<u32>>,
+    neg: Arc<Vec<u32>>,
+) -> Result<Tensor> {
     if !nodes.device().is_cpu() {
         return bpr_generic(nodes, &users, &pos, &neg);
     }
@@ -43,9 +48,20 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 impl Bpr {
     fn check(&self, l: &Layout) -> Result<(usize, usize)> {
         let (n, d) = l.shape().dims2()?;
-        let bad = self.users.iter().chain(self.pos.iter()).chain(self.neg.iter()).any(|&i| i as usize >= n);
-        if bad || self.users.len() != self.pos.len() || self.users.len() != self.neg.len() || self.users.is_empty() {
-            candle_core::bail!("bpr: empty batch, mismatched lengths or index out of range ({n} nodes)");
+        let bad = self
+            .users
+            .iter()
+            .chain(self.pos.iter())
+            .chain(self.neg.iter())
+            .any(|&i| i as usize >= n);
+        if bad
+            || self.users.len() != self.pos.len()
+            || self.users.len() != self.neg.len()
+            || self.users.is_empty()
+        {
+            candle_core::bail!(
+                "bpr: empty batch, mismatched lengths or index out of range ({n} nodes)"
+            );
         }
         Ok((n, d))
     }
@@ -57,7 +73,9 @@ impl Bpr {
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("bpr: needs contiguous input".into()))?;
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("bpr: needs contiguous input".into()))?;
     Ok(&s.as_slice::<f32>()?[a..b])
 }
 
@@ -69,12 +87,19 @@ impl CustomOp1 for Bpr {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (_, d) = self.check(l)?;
         let x = slice(s, l)?;
-        let total: f64 = (0..self.users.len()).map(|b| softplus(self.margin(x, d, b) as f64)).sum();
-        Ok((CpuStorage::F32(vec![(total / self.users.len() as f64) as f32]), Shape::from(())))
+        let total: f64 = (0..self.users.len())
+            .map(|b| softplus(self.margin(x, d, b) as f64))
+            .sum();
+        Ok((
+            CpuStorage::F32(vec![(total / self.users.len() as f64) as f32]),
+            Shape::from(()),
+        ))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let g = grad_res.to_dtype(candle_core::DType::F32)?.to_vec0::<f32>()?;
+        let g = grad_res
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec0::<f32>()?;
         let (n, d) = arg.dims2()?;
         let x = arg.flatten_all()?.to_vec1::<f32>()?;
         let mut grad = vec![0f32; n * d];
@@ -82,7 +107,11 @@ impl CustomOp1 for Bpr {
         for b in 0..self.users.len() {
             let m = self.margin(&x, d, b);
             let s = scale / (1.0 + (-m).exp()); // d softplus(m) = sigmoid(m)
-            let (u, p, q) = (self.users[b] as usize, self.pos[b] as usize, self.neg[b] as usize);
+            let (u, p, q) = (
+                self.users[b] as usize,
+                self.pos[b] as usize,
+                self.neg[b] as usize,
+            );
             for j in 0..d {
                 let (xu, xp, xn) = (x[u * d + j], x[p * d + j], x[q * d + j]);
                 grad[u * d + j] += s * (xn - xp);
@@ -103,7 +132,9 @@ mod tests {
     fn fused_matches_plain_candle_in_value_and_gradient() {
         let dev = Device::Cpu;
         let (n, d) = (30, 5);
-        let data: Vec<f32> = (0..n * d).map(|i| ((i * 37 % 23) as f32 - 11.0) / 6.0).collect();
+        let data: Vec<f32> = (0..n * d)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 6.0)
+            .collect();
         let x = Var::from_vec(data, (n, d), &dev).unwrap();
         // repeated indices on purpose: gradients must accumulate
         let users = Arc::new(vec![0u32, 3, 3, 7, 9]);
@@ -115,7 +146,14 @@ mod tests {
         assert!((va - vb).abs() < 1e-5, "{va} vs {vb}");
         let ga = a.backward().unwrap().get(x.as_tensor()).unwrap().clone();
         let gb = b.backward().unwrap().get(x.as_tensor()).unwrap().clone();
-        let diff = (ga - gb).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let diff = (ga - gb)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(diff < 1e-6, "gradient diff {diff}");
     }
 }

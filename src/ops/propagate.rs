@@ -26,7 +26,11 @@ pub enum Combine {
 /// `propagate(x, adj, layers, combine)`: differentiable w.r.t. `x` ([N, d], f32).
 pub fn propagate(x: &Tensor, adj: Arc<Csr>, layers: usize, combine: Combine) -> Result<Tensor> {
     let x = x.contiguous()?;
-    x.apply_op1(Propagate { adj, layers, combine })
+    x.apply_op1(Propagate {
+        adj,
+        layers,
+        combine,
+    })
 }
 
 struct Propagate {
@@ -88,7 +92,8 @@ impl CustomOp1 for Propagate {
                     std::mem::swap(&mut cur, &mut next);
                 }
                 for r in 0..n {
-                    out[r * w + layer * d..r * w + (layer + 1) * d].copy_from_slice(&cur[r * d..(r + 1) * d]);
+                    out[r * w + layer * d..r * w + (layer + 1) * d]
+                        .copy_from_slice(&cur[r * d..(r + 1) * d]);
                 }
             }
             return Ok((CpuStorage::F32(out), Shape::from((n, w))));
@@ -113,7 +118,12 @@ impl CustomOp1 for Propagate {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let g = grad_res.contiguous()?;
         let d = arg.dim(1)?;
-        let adj = PropagateAdjoint { adj: self.adj.clone(), layers: self.layers, combine: self.combine, d };
+        let adj = PropagateAdjoint {
+            adj: self.adj.clone(),
+            layers: self.layers,
+            combine: self.combine,
+            d,
+        };
         Ok(Some(g.apply_op1_no_bwd(&adj)?))
     }
 }
@@ -140,7 +150,8 @@ impl CustomOp1 for PropagateAdjoint {
         let grad_of_layer = |layer: usize, buf: &mut Vec<f32>| {
             if self.combine == Combine::Concat {
                 for r in 0..n {
-                    buf[r * d..(r + 1) * d].copy_from_slice(&g[r * w + layer * d..r * w + (layer + 1) * d]);
+                    buf[r * d..(r + 1) * d]
+                        .copy_from_slice(&g[r * w + layer * d..r * w + (layer + 1) * d]);
                 }
             } else {
                 let wt = layer_weight(self.combine, layer, big_l);
@@ -198,20 +209,38 @@ mod tests {
         let dev = Device::Cpu;
         for combine in [Combine::Sum, Combine::Mean, Combine::Last, Combine::Concat] {
             for layers in [0, 1, 3] {
-                let x0: Vec<f32> = (0..6 * 4).map(|i| ((i * 31 % 17) as f32 - 8.0) / 7.0).collect();
+                let x0: Vec<f32> = (0..6 * 4)
+                    .map(|i| ((i * 31 % 17) as f32 - 8.0) / 7.0)
+                    .collect();
                 let x = Var::from_vec(x0, (6, 4), &dev).unwrap();
                 let y = propagate(x.as_tensor(), adj.clone(), layers, combine).unwrap();
                 let yr = dense_reference(x.as_tensor(), &adj, layers, combine);
-                let diff = (&y - &yr).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let diff = (&y - &yr)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
                 assert!(diff < 1e-5, "{combine:?} L={layers} forward diff {diff}");
                 // a non-trivial scalar loss: sum(w * y) with a fixed weight pattern
-                let wv: Vec<f32> = (0..y.elem_count()).map(|i| (i as f32 * 0.7).cos()).collect();
+                let wv: Vec<f32> = (0..y.elem_count())
+                    .map(|i| (i as f32 * 0.7).cos())
+                    .collect();
                 let w = Tensor::from_vec(wv, y.shape(), &dev).unwrap();
                 let g1 = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
                 let g2 = (&yr * &w).unwrap().sum_all().unwrap().backward().unwrap();
                 let a = g1.get(x.as_tensor()).unwrap();
                 let b = g2.get(x.as_tensor()).unwrap();
-                let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let diff = (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
                 assert!(diff < 1e-5, "{combine:?} L={layers} backward diff {diff}");
             }
         }
@@ -226,12 +255,23 @@ mod tests {
         let loss_of = |v: &[f32]| -> f64 {
             let x = Tensor::from_vec(v.to_vec(), (6, 2), &dev).unwrap();
             let y = propagate(&x, adj.clone(), 2, Combine::Sum).unwrap();
-            y.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64
+            y.sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
         };
         let x = Var::from_vec(x0.clone(), (6, 2), &dev).unwrap();
         let y = propagate(x.as_tensor(), adj.clone(), 2, Combine::Sum).unwrap();
         let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-        let grad: Vec<f32> = g.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let grad: Vec<f32> = g
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let h = 1e-2f32;
         for k in 0..x0.len() {
             let mut p = x0.clone();
@@ -239,7 +279,11 @@ mod tests {
             let mut m = x0.clone();
             m[k] -= h;
             let fd = (loss_of(&p) - loss_of(&m)) / (2.0 * h as f64);
-            assert!((fd - grad[k] as f64).abs() < 1e-3 * (1.0 + fd.abs()), "k={k} fd={fd} grad={}", grad[k]);
+            assert!(
+                (fd - grad[k] as f64).abs() < 1e-3 * (1.0 + fd.abs()),
+                "k={k} fd={fd} grad={}",
+                grad[k]
+            );
         }
     }
 }

@@ -31,7 +31,17 @@ impl Batch {
         let user_nodes = Tensor::from_slice(&user_idx, b, device)?;
         let pos_nodes = Tensor::from_slice(&pos_idx, b, device)?;
         let neg_nodes = Tensor::from_slice(&neg_idx, b, device)?;
-        Ok(Self { users, pos, neg, user_nodes, pos_nodes, neg_nodes, user_idx, pos_idx, neg_idx })
+        Ok(Self {
+            users,
+            pos,
+            neg,
+            user_nodes,
+            pos_nodes,
+            neg_nodes,
+            user_idx,
+            pos_idx,
+            neg_idx,
+        })
     }
     pub fn len(&self) -> usize {
         self.users.len()

@@ -11,7 +11,12 @@ pub fn softplus(x: &Tensor) -> Result<Tensor> {
 
 /// BPR loss of a batch on final node embeddings `[U+I, d]` (fused op, see `ops::bpr`).
 pub fn bpr(nodes: &Tensor, batch: &Batch) -> Result<Tensor> {
-    crate::ops::bpr::bpr_loss(nodes, batch.user_idx.clone(), batch.pos_idx.clone(), batch.neg_idx.clone())
+    crate::ops::bpr::bpr_loss(
+        nodes,
+        batch.user_idx.clone(),
+        batch.pos_idx.clone(),
+        batch.neg_idx.clone(),
+    )
 }
 
 #[cfg(test)]
@@ -41,7 +46,15 @@ mod tests {
         let batch = Batch::new(&[(0, 1, 0), (1, 0, 2)], 2, &dev).unwrap();
         let l = bpr(nodes.as_tensor(), &batch).unwrap();
         assert!((l.to_scalar::<f32>().unwrap() - 0.2200948).abs() < 1e-6);
-        let g: Vec<f32> = l.backward().unwrap().get(nodes.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let g: Vec<f32> = l
+            .backward()
+            .unwrap()
+            .get(nodes.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let f = |v: &[f32]| {
             let t = Tensor::from_vec(v.to_vec(), (5, 2), &dev).unwrap();
             bpr(&t, &batch).unwrap().to_scalar::<f32>().unwrap() as f64

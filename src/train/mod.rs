@@ -61,7 +61,12 @@ struct EvalLine<'a> {
 }
 
 /// Evaluates the model on a split, masking the training items.
-pub fn evaluate_split(model: &Model, ds: &Dataset, split: &str, cfg: &Config) -> anyhow::Result<Metrics> {
+pub fn evaluate_split(
+    model: &Model,
+    ds: &Dataset,
+    split: &str,
+    cfg: &Config,
+) -> anyhow::Result<Metrics> {
     let truth = match split {
         "valid" => ds.user_items(&ds.valid),
         "test" => ds.user_items(&ds.test),
@@ -74,7 +79,12 @@ pub fn evaluate_split(model: &Model, ds: &Dataset, split: &str, cfg: &Config) ->
 }
 
 /// Trains `model` on `ds` and evaluates the test split once with the best weights.
-pub fn train(model: &mut Model, ds: &Dataset, cfg: &Config, run: &mut RunDir) -> anyhow::Result<TrainOutcome> {
+pub fn train(
+    model: &mut Model,
+    ds: &Dataset,
+    cfg: &Config,
+    run: &mut RunDir,
+) -> anyhow::Result<TrainOutcome> {
     let started = Instant::now();
     let t = &cfg.train;
     let mut epochs = EpochRunner::new(model, ds, cfg)?;
@@ -105,8 +115,10 @@ pub fn train(model: &mut Model, ds: &Dataset, cfg: &Config, run: &mut RunDir) ->
             evals += 1;
             let score = m.get(&t.metric).unwrap_or(f64::NAN);
             let improved = best.as_ref().is_none_or(|b| score > b.0);
-            let losses: BTreeMap<String, f64> =
-                loss_sums.iter().map(|(k, v)| (format!("loss_{k}"), v / loss_steps.max(1) as f64)).collect();
+            let losses: BTreeMap<String, f64> = loss_sums
+                .iter()
+                .map(|(k, v)| (format!("loss_{k}"), v / loss_steps.max(1) as f64))
+                .collect();
             run.log(&EvalLine {
                 epoch,
                 split: "valid",
@@ -120,7 +132,11 @@ pub fn train(model: &mut Model, ds: &Dataset, cfg: &Config, run: &mut RunDir) ->
             bar.set_message(format!(
                 "{}={score:.4} best={:.4} loss={:.4}",
                 t.metric,
-                if improved { score } else { best.as_ref().map_or(f64::NAN, |b| b.0) },
+                if improved {
+                    score
+                } else {
+                    best.as_ref().map_or(f64::NAN, |b| b.0)
+                },
                 losses.get("loss_bpr").copied().unwrap_or(f64::NAN)
             ));
             loss_sums.clear();
@@ -177,8 +193,9 @@ impl EpochRunner {
     pub fn new(model: &Model, ds: &Dataset, cfg: &Config) -> anyhow::Result<Self> {
         let t = &cfg.train;
         let train_ui = ds.user_items(&ds.train);
-        let pairs: Vec<(u32, u32)> =
-            (0..ds.n_users() as u32).flat_map(|u| train_ui.row(u).iter().map(move |&i| (u, i))).collect();
+        let pairs: Vec<(u32, u32)> = (0..ds.n_users() as u32)
+            .flat_map(|u| train_ui.row(u).iter().map(move |&i| (u, i)))
+            .collect();
         let sampler = BprSampler::new(pairs, train_ui, ds.n_items())?;
         let reg_in_optimizer = model.device().is_cpu();
         let adam_cfg = AdamConfig {
@@ -186,7 +203,11 @@ impl EpochRunner {
             beta1: t.adam.beta1,
             beta2: t.adam.beta2,
             eps: t.adam.eps,
-            weight_decay: if reg_in_optimizer { 2.0 * cfg.model.reg } else { 0.0 },
+            weight_decay: if reg_in_optimizer {
+                2.0 * cfg.model.reg
+            } else {
+                0.0
+            },
         };
         let adam = Adam::new(model.params().into_iter().map(|p| p.1).collect(), adam_cfg)?;
         Ok(Self {
@@ -232,15 +253,24 @@ impl EpochRunner {
 }
 
 fn progress_bar(cfg: &Config) -> ProgressBar {
-    let show = cfg.train.progress.unwrap_or_else(|| std::io::stderr().is_terminal());
+    let show = cfg
+        .train
+        .progress
+        .unwrap_or_else(|| std::io::stderr().is_terminal());
     let bar = ProgressBar::with_draw_target(
         Some(cfg.train.max_epochs as u64),
-        if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+        if show {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
     );
     bar.set_style(
-        ProgressStyle::with_template("{prefix} {elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix} {elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_prefix(format!("{} {}", cfg.data.name, cfg.model.backbone));
     bar
@@ -248,13 +278,22 @@ fn progress_bar(cfg: &Config) -> ProgressBar {
 
 /// Training-mode forward pass shared by the trainer and benchmarks: alignment rewrite,
 /// propagation, BPR, backbone and alignment losses.
-pub(crate) fn forward_losses(model: &mut Model, batch: &Batch, rng: &mut Rng) -> anyhow::Result<Vec<LossTerm>> {
+pub(crate) fn forward_losses(
+    model: &mut Model,
+    batch: &Batch,
+    rng: &mut Rng,
+) -> anyhow::Result<Vec<LossTerm>> {
     let ego = model.backbone.ego()?;
     let ego = model.align.before_encode(ego, rng)?;
     let nodes = model.backbone.encode(&ego, &mut Mode::Train(rng))?;
     let mut terms = vec![LossTerm::new("bpr", loss::bpr(&nodes, batch)?)];
     terms.extend(model.backbone.aux_losses(&ego, batch, rng)?);
-    let input = crate::align::AlignInput { ego: &ego, nodes: &nodes, n_users: model.n_users, batch };
+    let input = crate::align::AlignInput {
+        ego: &ego,
+        nodes: &nodes,
+        n_users: model.n_users,
+        batch,
+    };
     terms.extend(model.align.losses(&input, rng)?);
     Ok(terms)
 }

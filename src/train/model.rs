@@ -25,13 +25,34 @@ pub struct Model {
 impl Model {
     /// Builds the backbone of `cfg` over the training graph of `ds`, initialised from
     /// `train.seed`.
-    pub fn build(cfg: &Config, ds: &Dataset, align: Box<dyn Alignment>, device: &Device) -> anyhow::Result<Self> {
+    pub fn build(
+        cfg: &Config,
+        ds: &Dataset,
+        align: Box<dyn Alignment>,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
         let train = ds.user_items(&ds.train);
-        let graph = Arc::new(BipartiteGraph::from_train(ds.n_users(), ds.n_items(), &train));
+        let graph = Arc::new(BipartiteGraph::from_train(
+            ds.n_users(),
+            ds.n_items(),
+            &train,
+        ));
         let mut rng = Rng::derive(cfg.train.seed, "init");
-        let ctx = BuildContext { n_users: ds.n_users(), n_items: ds.n_items(), graph, device, rng: &mut rng };
+        let ctx = BuildContext {
+            n_users: ds.n_users(),
+            n_items: ds.n_items(),
+            graph,
+            device,
+            rng: &mut rng,
+        };
         let backbone = backbone::build(&cfg.model, ctx)?;
-        Ok(Self { backbone, align, n_users: ds.n_users(), n_items: ds.n_items(), device: device.clone() })
+        Ok(Self {
+            backbone,
+            align,
+            n_users: ds.n_users(),
+            n_items: ds.n_items(),
+            device: device.clone(),
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -40,9 +61,18 @@ impl Model {
 
     /// All parameters, named `backbone.*` and `align.*`.
     pub fn params(&self) -> Vec<(String, Var)> {
-        let mut p: Vec<(String, Var)> =
-            self.backbone.params().into_iter().map(|(n, v)| (format!("backbone.{n}"), v)).collect();
-        p.extend(self.align.params().into_iter().map(|(n, v)| (format!("align.{n}"), v)));
+        let mut p: Vec<(String, Var)> = self
+            .backbone
+            .params()
+            .into_iter()
+            .map(|(n, v)| (format!("backbone.{n}"), v))
+            .collect();
+        p.extend(
+            self.align
+                .params()
+                .into_iter()
+                .map(|(n, v)| (format!("align.{n}"), v)),
+        );
         p
     }
 
@@ -64,12 +94,18 @@ impl Model {
     pub fn final_embeddings(&self) -> anyhow::Result<(Tensor, Tensor)> {
         let ego = self.backbone.ego()?;
         let nodes = self.backbone.encode(&ego, &mut Mode::Eval)?;
-        Ok((nodes.narrow(0, 0, self.n_users)?, nodes.narrow(0, self.n_users, self.n_items)?))
+        Ok((
+            nodes.narrow(0, 0, self.n_users)?,
+            nodes.narrow(0, self.n_users, self.n_items)?,
+        ))
     }
 
     /// Copies of all parameter values.
     pub fn snapshot(&self) -> candle_core::Result<Vec<Tensor>> {
-        self.params().iter().map(|(_, v)| v.as_tensor().copy()).collect()
+        self.params()
+            .iter()
+            .map(|(_, v)| v.as_tensor().copy())
+            .collect()
     }
 
     pub fn restore(&self, values: &[Tensor]) -> candle_core::Result<()> {
@@ -81,11 +117,16 @@ impl Model {
 
     /// Saves all parameters atomically as safetensors.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let tensors: HashMap<String, Tensor> =
-            self.params().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
+        let tensors: HashMap<String, Tensor> = self
+            .params()
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        candle_core::safetensors::save(&tensors, &tmp).with_context(|| format!("{}: cannot write", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot move into place", path.display()))?;
+        candle_core::safetensors::save(&tensors, &tmp)
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("{}: cannot move into place", path.display()))?;
         Ok(())
     }
 

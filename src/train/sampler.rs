@@ -17,10 +17,16 @@ impl BprSampler {
     pub fn new(pairs: Vec<(u32, u32)>, train: UserItems, n_items: usize) -> anyhow::Result<Self> {
         for u in 0..train.n_users() {
             if train.row(u as u32).len() >= n_items && n_items > 0 {
-                anyhow::bail!("user {u} has interacted with all {n_items} items: no negative can be sampled");
+                anyhow::bail!(
+                    "user {u} has interacted with all {n_items} items: no negative can be sampled"
+                );
             }
         }
-        Ok(Self { pairs, train, n_items })
+        Ok(Self {
+            pairs,
+            train,
+            n_items,
+        })
     }
 
     pub fn n_pairs(&self) -> usize {

@@ -98,7 +98,8 @@ impl Dtype {
                 Some('M') | Some('m') => " (dates/times)",
                 _ => "",
             };
-            format!("dtype '{descr}'{what} is not supported (only bool, integer and float16/32/64 arrays)")
+            let only = "only bool, integer and float16/32/64 arrays";
+            format!("dtype '{descr}'{what} is not supported ({only})")
         };
         let (big_endian, rest) = match descr.as_bytes().first() {
             Some(b'<') => (false, &descr[1..]),
@@ -260,7 +261,7 @@ impl RawArray {
                     .as_ref()
                     .ok_or("numpy array without state (BUILD missing)")?;
                 let s = state.as_tuple().ok_or("numpy array state is not a tuple")?;
-                // (version, shape, dtype, is_fortran, data), or without version (numpy < 1.?)
+                // (version, shape, dtype, is_fortran, data); old numpy omitted the version
                 let s = match s.len() {
                     5 => &s[1..],
                     4 => s,

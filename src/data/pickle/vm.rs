@@ -490,7 +490,10 @@ impl<'a> Machine<'a> {
             }
             _ => {
                 let why = match opcode_name(op) {
-                    Some(_) => "is not supported by this reader (write the pickle with protocol 2 or higher, without persistent ids, extension codes or out-of-band buffers)",
+                    Some(_) => concat!(
+                        "is not supported by this reader (write the pickle with protocol 2 or ",
+                        "higher, without persistent ids, extension codes or out-of-band buffers)"
+                    ),
                     None => "is not a pickle opcode (corrupt or not a pickle file)",
                 };
                 return Err(self.err(why));
