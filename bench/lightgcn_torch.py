@@ -18,27 +18,31 @@ import time
 
 p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 p.add_argument("--train", required=True, help="training TSV (user<TAB>item, '# shape=UxI')")
-p.add_argument("--test", required=True, help="test TSV, same format")
-p.add_argument("--layers", type=int, default=3)
-p.add_argument("--dim", type=int, default=32)
-p.add_argument("--batch", type=int, default=4096)
-p.add_argument("--epochs", type=int, default=3)
-p.add_argument("--threads", type=int, default=2)
-p.add_argument("--keep-rate", type=float, default=0.8)
-p.add_argument("--reg", type=float, default=1e-6)
-p.add_argument("--lr", type=float, default=1e-3)
-p.add_argument("--seed", type=int, default=1)
+p.add_argument("--test", required=True, help="test TSV, same format and shape")
+for name, kind, default in [("layers", int, 3), ("dim", int, 32), ("batch", int, 4096),
+                            ("epochs", int, 3), ("threads", int, 2), ("seed", int, 1),
+                            ("keep-rate", float, 0.8), ("reg", float, 1e-6), ("lr", float, 1e-3)]:
+    p.add_argument("--" + name, type=kind, default=default, help=f"default {default}")
+p.add_argument("--format", choices=["csr", "coo"], default="csr", help="sparse layout")
+p.add_argument("--backward", choices=["symmetric", "autograd"], default="symmetric",
+               help="symmetric: grad of A@x is A@grad (A stays symmetric under dropout); "
+               "autograd: torch.sparse.mm's own backward, which transposes A every layer")
 p.add_argument("--json", action="store_true", help="print one JSON line instead of text")
 args = p.parse_args()
-if args.epochs < 1 or args.threads < 1 or args.batch < 1:
-    p.error("--epochs, --threads and --batch must be at least 1")
+if min(args.epochs, args.threads, args.batch, args.dim) < 1 or args.layers < 0:
+    p.error("--epochs, --threads, --batch and --dim must be at least 1")
 
-# OpenMP and MKL read these when torch loads; set_num_threads below covers the rest.
-for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(args.threads)
+# OpenMP and MKL read these when torch loads. PASSIVE: idle OpenMP workers sleep instead of
+# spinning; with the default (spinning) a 2-thread run slows down ~15x as soon as any other
+# process uses a core (see bench/README.md). An explicit OMP_WAIT_POLICY is respected.
+os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import warnings  # noqa: E402
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant checks)")
 torch.set_num_threads(args.threads)
 K, EVAL_BATCH = 20, 1024
 
@@ -80,20 +84,40 @@ class Graph:
         self.edge = torch.from_numpy(edge[order])
         self.n_edges = n_edges
 
-    def csr(self, keep=None):
+    def matrix(self, keep=None):
         """The full matrix, or only the entries where `keep` (a bool mask) is true;
-        kept values are not rescaled (SPEC 2)."""
+        kept values are not rescaled (SPEC 2). Layout per --format."""
         rows, cols, vals = self.rows, self.cols, self.vals
         if keep is not None:
             rows, cols, vals = rows[keep], cols[keep], vals[keep]
+        size = (self.n, self.n)
+        if args.format == "coo":  # entries are already sorted, hence coalesced
+            return torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, size, is_coalesced=True)
         crow = torch.zeros(self.n + 1, dtype=torch.int64)
         crow[1:] = torch.cumsum(torch.bincount(rows, minlength=self.n), 0)
-        return torch.sparse_csr_tensor(crow, cols, vals, (self.n, self.n))
+        return torch.sparse_csr_tensor(crow, cols, vals, size)
 
     def dropped(self, keep_rate):
         """A fresh edge-dropout sample: each undirected edge survives with keep_rate."""
         keep_edge = torch.rand(self.n_edges) < keep_rate
-        return self.csr(keep_edge[self.edge])
+        return self.matrix(keep_edge[self.edge])
+
+
+class SymmetricSpmm(torch.autograd.Function):
+    """adj @ x for a symmetric sparse adj: the gradient w.r.t. x is adj^T @ g = adj @ g,
+    which spares the transpose (a sort) that torch.sparse.mm's backward does each call."""
+
+    @staticmethod
+    def forward(ctx, adj, x):
+        ctx.adj = adj
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, torch.sparse.mm(ctx.adj, grad)
+
+
+spmm = SymmetricSpmm.apply if args.backward == "symmetric" else torch.sparse.mm
 
 
 class LightGCN(torch.nn.Module):
@@ -108,7 +132,7 @@ class LightGCN(torch.nn.Module):
         x = torch.cat([self.user, self.item])
         out = x
         for _ in range(self.layers):
-            x = torch.sparse.mm(adj, x)
+            x = spmm(adj, x)
             out = out + x
         return out.split([self.n_users, self.n_items])
 
@@ -149,6 +173,8 @@ def evaluate(model, adj, train_csr, test_csr):
     idcg = torch.cumsum(disc, 0)  # idcg[m-1] = ideal DCG with m relevant items
     n_gt_all = np.diff(test_csr[0])
     users = np.nonzero(n_gt_all > 0)[0]
+    if len(users) == 0:
+        sys.exit(f"{args.test}: no user has a test item")
     recall = ndcg = 0.0
     for start in range(0, len(users), EVAL_BATCH):
         b = users[start : start + EVAL_BATCH]
@@ -196,21 +222,17 @@ def main():
         epoch_s.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
-    recall, ndcg = evaluate(model, graph.csr(), train_csr, test_csr)
+    recall, ndcg = evaluate(model, graph.matrix(), train_csr, test_csr)
     eval_s = time.perf_counter() - t0
 
-    out = {
-        "impl": "pytorch",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "epoch_s": [round(t, 4) for t in epoch_s],
-        "sampling_s": round(sum(sampling_s) / len(sampling_s), 4),  # mean per epoch
-        "eval_s": round(eval_s, 4),
-        "recall@20": round(recall, 6),
-        "ndcg@20": round(ndcg, 6),
-        "last_loss": round(loss.item(), 6),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    out = {"impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "format": args.format, "backward": args.backward,
+           "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+           "epoch_s": [round(t, 4) for t in epoch_s],
+           "sampling_s": round(sum(sampling_s) / len(sampling_s), 4),  # mean per epoch
+           "eval_s": round(eval_s, 4), "recall@20": round(recall, 6), "ndcg@20": round(ndcg, 6),
+           "last_loss": round(loss.item(), 6), "peak_rss_mb": round(rss_mb, 1)}
     if args.json:
         print(json.dumps(out))
     else:

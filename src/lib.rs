@@ -14,4 +14,5 @@ pub mod pipeline;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod text;
 pub mod train;

@@ -4,6 +4,8 @@
 
 pub mod adam;
 pub mod bpr;
+pub mod dense;
+pub mod similarity;
 pub mod propagate;
 
 pub use adam::{Adam, AdamConfig};

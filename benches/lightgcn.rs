@@ -1,0 +1,112 @@
+//! LightGCN training and evaluation speed: darec against a PyTorch implementation of the
+//! same step (bench/lightgcn_torch.py), on the same machine in the same run, both on the
+//! same number of threads. Prints a markdown table with the ratios.
+//!
+//! `cargo bench --bench lightgcn` — settings from the environment:
+//! `DAREC_BENCH_DATASETS` (default `amazon,yelp`), `DAREC_BENCH_EPOCHS` (3),
+//! `DAREC_BENCH_THREADS` (2), `DAREC_TORCH_PYTHON` (default `.venv-bench/bin/python`,
+//! else `python3`; the PyTorch side is skipped with a note when torch is not importable).
+
+use darec::config::Config;
+use darec::data::load::load_dataset;
+use darec::train::{evaluate_split, EpochRunner, Model};
+use std::process::Command;
+use std::time::Instant;
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_string())
+}
+
+struct Row {
+    dataset: String,
+    implementation: String,
+    epoch_s: f64,
+    eval_s: f64,
+    peak_mib: f64,
+}
+
+fn torch_python() -> Option<String> {
+    let candidates = [std::env::var("DAREC_TORCH_PYTHON").ok(), Some(".venv-bench/bin/python".into()), Some("python3".into())];
+    candidates.into_iter().flatten().find(|py| {
+        Command::new(py).args(["-c", "import torch"]).output().map(|o| o.status.success()).unwrap_or(false)
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let datasets = env_or("DAREC_BENCH_DATASETS", "amazon,yelp");
+    let epochs: usize = env_or("DAREC_BENCH_EPOCHS", "3").parse()?;
+    let threads: usize = env_or("DAREC_BENCH_THREADS", "2").parse()?;
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
+    let python = torch_python();
+    let mut rows = Vec::new();
+    for name in datasets.split(',') {
+        let cfg = Config::load(None, &[format!("data.name=\"{name}\""), "train.progress=false".into()])?;
+        let ds = load_dataset(&cfg.data)?;
+        let mut model = Model::build(&cfg, &ds, Box::new(darec::align::NoAlignment), &candle_core::Device::Cpu)?;
+        let mut runner = EpochRunner::new(&model, &ds, &cfg)?;
+        let mut times = Vec::new();
+        for _ in 0..epochs {
+            let t0 = Instant::now();
+            runner.run(&mut model)?;
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        let t0 = Instant::now();
+        let m = evaluate_split(&model, &ds, "test", &cfg)?;
+        let eval_s = t0.elapsed().as_secs_f64();
+        eprintln!("darec {name}: epochs {times:.3?} s, eval {eval_s:.3} s, test R@20 after {epochs} epochs {:.4}", m.get("recall@20").unwrap_or(f64::NAN));
+        rows.push(Row {
+            dataset: name.into(),
+            implementation: "darec".into(),
+            epoch_s: median(&times),
+            eval_s,
+            peak_mib: darec::run::peak_rss_mib().unwrap_or(f64::NAN),
+        });
+        let Some(py) = &python else {
+            eprintln!("PyTorch side skipped: no python with torch (set DAREC_TORCH_PYTHON)");
+            continue;
+        };
+        let dir = cfg.data.resolved_path();
+        let out = Command::new(py)
+            .args(["bench/lightgcn_torch.py", "--json", "--layers", &cfg.model.layers.to_string()])
+            .args(["--train", &dir.join("trn.tsv").to_string_lossy(), "--test", &dir.join("tst.tsv").to_string_lossy()])
+            .args(["--epochs", &epochs.to_string(), "--threads", &threads.to_string()])
+            .output()?;
+        if !out.status.success() {
+            eprintln!("PyTorch run failed: {}", String::from_utf8_lossy(&out.stderr));
+            continue;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("{}");
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let ep: Vec<f64> = v["epoch_s"].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
+        eprintln!("pytorch {name}: {line}");
+        rows.push(Row {
+            dataset: name.into(),
+            implementation: format!("pytorch {}", v["torch"].as_str().unwrap_or("?")),
+            epoch_s: median(&ep),
+            eval_s: v["eval_s"].as_f64().unwrap_or(f64::NAN),
+            peak_mib: v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
+        });
+    }
+    println!("\nLightGCN (3 layers, d=32, batch 4096), {threads} threads, median of {epochs} epochs\n");
+    println!("| dataset | implementation | epoch (s) | full evaluation (s) | peak memory (MiB) | epoch speed-up vs PyTorch | eval speed-up vs PyTorch |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let torch = rows.iter().find(|t| t.dataset == r.dataset && t.implementation.starts_with("pytorch"));
+        let (se, sv) = match torch {
+            Some(t) if r.implementation == "darec" => (format!("{:.2}x", t.epoch_s / r.epoch_s), format!("{:.2}x", t.eval_s / r.eval_s)),
+            _ => ("".into(), "".into()),
+        };
+        println!("| {} | {} | {:.3} | {:.3} | {:.0} | {se} | {sv} |", r.dataset, r.implementation, r.epoch_s, r.eval_s, r.peak_mib);
+    }
+    Ok(())
+}
+
+fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}

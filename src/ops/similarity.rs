@@ -1,0 +1,355 @@
+//! Fused similarity losses over many rows, each one candle op with a hand-written backward
+//! (a 4096x4096 similarity + loss + backward costs ~350 ms through candle autograd here
+//! against ~120 ms hand-written, STACK.md). All three recompute the big `[n, m]` matrix
+//! in the backward pass instead of keeping it, so memory stays at one such matrix.
+//!
+//! - [`info_nce`]: `sum_b [ -<a_b, p_b>/tau + log sum_m exp(<a_b, all_m>/tau) ]`, the
+//!   InfoNCE of RLMRec-Con/Gen (inputs normalised by the caller).
+//! - [`gram_mse`]: `mean_ij ((A A^T)_ij - (B B^T)_ij)^2`, DaRec's global structure
+//!   alignment on normalised rows (DaRec eq. for L_g, SPEC.md section 1.4).
+//! - [`uniformity`]: `log mean_{i != j} exp(-t ||x_i - x_j||^2)`, the uniformity loss of
+//!   Wang & Isola (2020) used by DaRec for the specific parts (SPEC.md section 1.3).
+//!
+//! Each has a plain-candle reference (`*_reference`), used on non-CPU devices and in tests.
+
+use super::dense::{a_b_into, a_bt, at_b_into};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
+use rayon::prelude::*;
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: input must be contiguous")))?;
+    Ok(&s.as_slice::<f32>()?[a..b])
+}
+
+fn host(t: &Tensor) -> Result<Vec<f32>> {
+    t.detach().flatten_all()?.to_vec1::<f32>()
+}
+
+fn scalar(t: &Tensor) -> Result<f32> {
+    t.to_dtype(candle_core::DType::F32)?.to_vec0::<f32>()
+}
+
+fn scalar_out(v: f64) -> (CpuStorage, Shape) {
+    (CpuStorage::F32(vec![v as f32]), Shape::from(()))
+}
+
+// ---------------------------------------------------------------- InfoNCE
+
+/// InfoNCE summed over the rows of `a` (`[B, d]`) with positives `p` (`[B, d]`) and
+/// candidates `all` (`[M, d]`). Pass normalised rows for the cosine form.
+pub fn info_nce(a: &Tensor, p: &Tensor, all: &Tensor, tau: f64) -> Result<Tensor> {
+    if !a.device().is_cpu() {
+        return info_nce_reference(a, p, all, tau);
+    }
+    a.contiguous()?.apply_op3(&p.contiguous()?, &all.contiguous()?, InfoNce { tau })
+}
+
+/// Plain candle InfoNCE (reference).
+pub fn info_nce_reference(a: &Tensor, p: &Tensor, all: &Tensor, tau: f64) -> Result<Tensor> {
+    let pos = ((a * p)?.sum(1)? / tau)?;
+    let logits = (a.matmul(&all.t()?)? / tau)?;
+    let max = logits.max_keepdim(1)?.detach();
+    let lse = (logits.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + max)?.squeeze(1)?;
+    (lse - pos)?.sum_all()
+}
+
+struct InfoNce {
+    tau: f64,
+}
+
+/// Row-wise log-sum-exp of `logits` (`[b, m]`) in place into softmax when asked.
+fn row_lse(logits: &mut [f32], m: usize, softmax: bool) -> Vec<f64> {
+    logits
+        .par_chunks_mut(m)
+        .map(|row| {
+            let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut s = 0f64;
+            for v in row.iter_mut() {
+                let e = ((*v - mx) as f64).exp();
+                s += e;
+                if softmax {
+                    *v = e as f32;
+                }
+            }
+            if softmax {
+                let inv = (1.0 / s) as f32;
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+            mx as f64 + s.ln()
+        })
+        .collect()
+}
+
+impl CustomOp3 for InfoNce {
+    fn name(&self) -> &'static str {
+        "info-nce"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, d) = l1.shape().dims2()?;
+        let (m, d3) = l3.shape().dims2()?;
+        if l2.shape().dims2()? != (b, d) || d3 != d {
+            candle_core::bail!("info-nce: shapes {:?} {:?} {:?} do not fit", l1.shape(), l2.shape(), l3.shape());
+        }
+        let (a, p, all) = (slice(s1, l1, "info-nce")?, slice(s2, l2, "info-nce")?, slice(s3, l3, "info-nce")?);
+        let inv_tau = (1.0 / self.tau) as f32;
+        let mut logits = a_bt(a, all, b, m, d, inv_tau);
+        let lse = row_lse(&mut logits, m, false);
+        let mut total = 0f64;
+        for r in 0..b {
+            let pos: f32 = a[r * d..(r + 1) * d].iter().zip(&p[r * d..(r + 1) * d]).map(|(x, y)| x * y).sum();
+            total += lse[r] - (pos * inv_tau) as f64;
+        }
+        Ok(scalar_out(total))
+    }
+
+    fn bwd(&self, a: &Tensor, p: &Tensor, all: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = scalar(grad)?;
+        let (b, d) = a.dims2()?;
+        let m = all.dim(0)?;
+        let (av, pv, allv) = (host(a)?, host(p)?, host(all)?);
+        let inv_tau = (1.0 / self.tau) as f32;
+        let mut probs = a_bt(&av, &allv, b, m, d, inv_tau);
+        row_lse(&mut probs, m, true);
+        let c = g * inv_tau;
+        // dA = c (softmax * all - p); dP = -c a; dAll = c softmax^T a
+        let mut da: Vec<f32> = pv.iter().map(|x| -c * x).collect();
+        a_b_into(&probs, &allv, b, d, m, c, &mut da, true);
+        let dp: Vec<f32> = av.iter().map(|x| -c * x).collect();
+        let mut dall = vec![0f32; m * d];
+        at_b_into(&probs, &av, m, d, b, c, &mut dall, false);
+        let dev = a.device();
+        Ok((
+            Some(Tensor::from_vec(da, (b, d), dev)?),
+            Some(Tensor::from_vec(dp, (b, d), dev)?),
+            Some(Tensor::from_vec(dall, (m, d), dev)?),
+        ))
+    }
+}
+
+// ---------------------------------------------------------------- structure MSE
+
+/// `mean((A A^T - B B^T)^2)` for `A: [n, d]`, `B: [n, e]`.
+pub fn gram_mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if !a.device().is_cpu() {
+        return gram_mse_reference(a, b);
+    }
+    a.contiguous()?.apply_op2(&b.contiguous()?, GramMse)
+}
+
+pub fn gram_mse_reference(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let sa = a.matmul(&a.t()?)?;
+    let sb = b.matmul(&b.t()?)?;
+    (sa - sb)?.sqr()?.mean_all()
+}
+
+struct GramMse;
+
+impl CustomOp2 for GramMse {
+    fn name(&self) -> &'static str {
+        "gram-mse"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, d) = l1.shape().dims2()?;
+        let (n2, e) = l2.shape().dims2()?;
+        if n != n2 || n == 0 {
+            candle_core::bail!("gram-mse: row counts {n} and {n2} differ or are zero");
+        }
+        let sa = a_bt(slice(s1, l1, "gram-mse")?, slice(s1, l1, "gram-mse")?, n, n, d, 1.0);
+        let sb = a_bt(slice(s2, l2, "gram-mse")?, slice(s2, l2, "gram-mse")?, n, n, e, 1.0);
+        let total: f64 = sa
+            .par_chunks(n)
+            .zip(sb.par_chunks(n))
+            .map(|(x, y)| x.iter().zip(y).map(|(u, v)| ((u - v) as f64).powi(2)).sum::<f64>())
+            .sum();
+        Ok(scalar_out(total / (n * n) as f64))
+    }
+
+    fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = scalar(grad)?;
+        let (n, d) = a.dims2()?;
+        let e = b.dim(1)?;
+        let (av, bv) = (host(a)?, host(b)?);
+        let mut diff = a_bt(&av, &av, n, n, d, 1.0);
+        let sb = a_bt(&bv, &bv, n, n, e, 1.0);
+        diff.par_chunks_mut(n).zip(sb.par_chunks(n)).for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(u, v)| *u -= v));
+        // d/dA sum D^2 = 4 D A (D symmetric); mean divides by n^2
+        let c = 4.0 * g / (n * n) as f32;
+        let mut da = vec![0f32; n * d];
+        a_b_into(&diff, &av, n, d, n, c, &mut da, false);
+        let mut db = vec![0f32; n * e];
+        a_b_into(&diff, &bv, n, e, n, -c, &mut db, false);
+        Ok((Some(Tensor::from_vec(da, (n, d), a.device())?), Some(Tensor::from_vec(db, (n, e), a.device())?)))
+    }
+}
+
+// ---------------------------------------------------------------- uniformity
+
+/// `log mean_{i != j} exp(-t ||x_i - x_j||^2)` over the rows of `x` (`[n, d]`, n >= 2).
+pub fn uniformity(x: &Tensor, t: f64) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        return uniformity_reference(x, t);
+    }
+    x.contiguous()?.apply_op1(Uniformity { t })
+}
+
+pub fn uniformity_reference(x: &Tensor, t: f64) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    let sq = x.sqr()?.sum_keepdim(1)?;
+    let g = x.matmul(&x.t()?)?;
+    let dist = (sq.broadcast_add(&sq.t()?)? - (g * 2.0)?)?.relu()?;
+    let e = (dist * (-t))?.exp()?;
+    let eye = Tensor::eye(n, e.dtype(), e.device())?;
+    let off_diag = (e * (1.0 - eye)?)?.sum_all()?;
+    (off_diag / (n * (n - 1)) as f64)?.log()
+}
+
+struct Uniformity {
+    t: f64,
+}
+
+/// `E_ij = exp(-t max(0, |x_i|^2 + |x_j|^2 - 2 x_i.x_j))` with a zero diagonal.
+fn kernel_matrix(x: &[f32], n: usize, d: usize, t: f32) -> Vec<f32> {
+    let mut e = a_bt(x, x, n, n, d, 1.0);
+    let sq: Vec<f32> = (0..n).map(|i| x[i * d..(i + 1) * d].iter().map(|v| v * v).sum()).collect();
+    e.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = if i == j { 0.0 } else { (-t * (sq[i] + sq[j] - 2.0 * *v).max(0.0)).exp() };
+        }
+    });
+    e
+}
+
+impl CustomOp1 for Uniformity {
+    fn name(&self) -> &'static str {
+        "uniformity"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, d) = l.shape().dims2()?;
+        if n < 2 {
+            candle_core::bail!("uniformity: needs at least 2 rows, got {n}");
+        }
+        let e = kernel_matrix(slice(s, l, "uniformity")?, n, d, self.t as f32);
+        let q: f64 = e.par_chunks(n).map(|r| r.iter().map(|&v| v as f64).sum::<f64>()).sum();
+        Ok(scalar_out((q / (n * (n - 1)) as f64).ln()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = scalar(grad)?;
+        let (n, d) = x.dims2()?;
+        let xv = host(x)?;
+        let e = kernel_matrix(&xv, n, d, self.t as f32);
+        let rows: Vec<f64> = e.par_chunks(n).map(|r| r.iter().map(|&v| v as f64).sum::<f64>()).collect();
+        let q: f64 = rows.iter().sum();
+        // dL/dx_i = (-4t/Q) [ rowsum_i(E) x_i - (E X)_i ]
+        let c = (-4.0 * self.t / q) as f32 * g;
+        let mut dx = vec![0f32; n * d];
+        a_b_into(&e, &xv, n, d, n, -c, &mut dx, false);
+        for i in 0..n {
+            let ri = rows[i] as f32 * c;
+            for j in 0..d {
+                dx[i * d + j] += ri * xv[i * d + j];
+            }
+        }
+        Ok(Some(Tensor::from_vec(dx, (n, d), x.device())?))
+    }
+}
+
+/// Rows scaled to unit L2 norm (`x / sqrt(eps + |x|^2)`, RLMRec's form).
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    x.broadcast_div(&(x.sqr()?.sum_keepdim(D::Minus1)? + 1e-8)?.sqrt()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn var(rows: usize, cols: usize, seed: usize) -> Var {
+        let v: Vec<f32> = (0..rows * cols).map(|i| (((i + seed) * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        Var::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// Fused op and reference agree in value and in every input's gradient.
+    fn check_against_reference(vars: &[&Var], fused: &Tensor, reference: &Tensor) {
+        let (f, r) = (fused.to_scalar::<f32>().unwrap(), reference.to_scalar::<f32>().unwrap());
+        assert!((f - r).abs() < 1e-4 * (1.0 + r.abs()), "value {f} vs {r}");
+        let gf = fused.backward().unwrap();
+        let gr = reference.backward().unwrap();
+        for v in vars {
+            let d = max_diff(gf.get(v.as_tensor()).unwrap(), gr.get(v.as_tensor()).unwrap());
+            assert!(d < 1e-4, "gradient differs by {d}");
+        }
+    }
+
+    #[test]
+    fn info_nce_matches_reference_and_hand_value() {
+        let (a, p, all) = (var(5, 3, 0), var(5, 3, 11), var(7, 3, 23));
+        let f = info_nce(a.as_tensor(), p.as_tensor(), all.as_tensor(), 0.5).unwrap();
+        let r = info_nce_reference(a.as_tensor(), p.as_tensor(), all.as_tensor(), 0.5).unwrap();
+        check_against_reference(&[&a, &p, &all], &f, &r);
+        // one anchor a=(1,0), positive (1,0), candidates (1,0),(0,1), tau=1:
+        // -1 + log(e^1 + e^0) = -1 + 1.3132617 = 0.3132617
+        let dev = Device::Cpu;
+        let a1 = Tensor::new(&[[1f32, 0.]], &dev).unwrap();
+        let all1 = Tensor::new(&[[1f32, 0.], [0., 1.]], &dev).unwrap();
+        let v = info_nce(&a1, &a1, &all1, 1.0).unwrap().to_scalar::<f32>().unwrap();
+        assert!((v - 0.3132617).abs() < 1e-6, "{v}");
+    }
+
+    #[test]
+    fn info_nce_accumulates_when_positive_and_candidates_are_one_tensor() {
+        let (a, p) = (var(4, 3, 1), var(4, 3, 5));
+        let f = info_nce(a.as_tensor(), p.as_tensor(), p.as_tensor(), 0.2).unwrap();
+        let r = info_nce_reference(a.as_tensor(), p.as_tensor(), p.as_tensor(), 0.2).unwrap();
+        check_against_reference(&[&a, &p], &f, &r);
+    }
+
+    #[test]
+    fn gram_mse_matches_reference_and_hand_value() {
+        let (a, b) = (var(6, 3, 2), var(6, 5, 9));
+        let f = gram_mse(a.as_tensor(), b.as_tensor()).unwrap();
+        let r = gram_mse_reference(a.as_tensor(), b.as_tensor()).unwrap();
+        check_against_reference(&[&a, &b], &f, &r);
+        // A = [[1,0],[0,1]] -> I ; B = [[1,0],[1,0]] -> all ones ; diff = [[0,-1],[-1,0]] ; mean sq = 2/4
+        let dev = Device::Cpu;
+        let a1 = Tensor::new(&[[1f32, 0.], [0., 1.]], &dev).unwrap();
+        let b1 = Tensor::new(&[[1f32, 0.], [1., 0.]], &dev).unwrap();
+        assert!((gram_mse(&a1, &b1).unwrap().to_scalar::<f32>().unwrap() - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn uniformity_matches_reference_hand_value_and_finite_differences() {
+        let x = var(6, 4, 3);
+        let f = uniformity(x.as_tensor(), 2.0).unwrap();
+        let r = uniformity_reference(x.as_tensor(), 2.0).unwrap();
+        check_against_reference(&[&x], &f, &r);
+        // two orthogonal unit vectors: ||x1-x2||^2 = 2 -> log(exp(-4)) = -4
+        let dev = Device::Cpu;
+        let o = Tensor::new(&[[1f32, 0.], [0., 1.]], &dev).unwrap();
+        assert!((uniformity(&o, 2.0).unwrap().to_scalar::<f32>().unwrap() + 4.0).abs() < 1e-5);
+        // finite differences on the fused op alone
+        let x0 = x.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let g = uniformity(x.as_tensor(), 2.0).unwrap().backward().unwrap();
+        let gv = g.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let f_at = |v: &[f32]| {
+            let t = Tensor::from_vec(v.to_vec(), (6, 4), &dev).unwrap();
+            uniformity(&t, 2.0).unwrap().to_scalar::<f32>().unwrap() as f64
+        };
+        for k in [0, 5, 13, 23] {
+            let (mut p, mut m) = (x0.clone(), x0.clone());
+            p[k] += 1e-2;
+            m[k] -= 1e-2;
+            let fd = (f_at(&p) - f_at(&m)) / 2e-2;
+            assert!((fd - gv[k] as f64).abs() < 2e-3, "k={k}: fd {fd} vs {}", gv[k]);
+        }
+    }
+}

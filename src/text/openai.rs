@@ -1,0 +1,1 @@
+//! TODO (OpenAI-compatible clients)
