@@ -26,9 +26,17 @@ struct Row {
 }
 
 fn torch_python() -> Option<String> {
-    let candidates = [std::env::var("DAREC_TORCH_PYTHON").ok(), Some(".venv-bench/bin/python".into()), Some("python3".into())];
+    let candidates = [
+        std::env::var("DAREC_TORCH_PYTHON").ok(),
+        Some(".venv-bench/bin/python".into()),
+        Some("python3".into()),
+    ];
     candidates.into_iter().flatten().find(|py| {
-        Command::new(py).args(["-c", "import torch"]).output().map(|o| o.status.success()).unwrap_or(false)
+        Command::new(py)
+            .args(["-c", "import torch"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
     })
 }
 
@@ -36,13 +44,26 @@ fn main() -> anyhow::Result<()> {
     let datasets = env_or("DAREC_BENCH_DATASETS", "amazon,yelp");
     let epochs: usize = env_or("DAREC_BENCH_EPOCHS", "3").parse()?;
     let threads: usize = env_or("DAREC_BENCH_THREADS", "2").parse()?;
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global()?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()?;
     let python = torch_python();
     let mut rows = Vec::new();
     for name in datasets.split(',') {
-        let cfg = Config::load(None, &[format!("data.name=\"{name}\""), "train.progress=false".into()])?;
+        let cfg = Config::load(
+            None,
+            &[
+                format!("data.name=\"{name}\""),
+                "train.progress=false".into(),
+            ],
+        )?;
         let ds = load_dataset(&cfg.data)?;
-        let mut model = Model::build(&cfg, &ds, Box::new(darec::align::NoAlignment), &candle_core::Device::Cpu)?;
+        let mut model = Model::build(
+            &cfg,
+            &ds,
+            Box::new(darec::align::NoAlignment),
+            &candle_core::Device::Cpu,
+        )?;
         let mut runner = EpochRunner::new(&model, &ds, &cfg)?;
         let mut times = Vec::new();
         for _ in 0..epochs {
@@ -67,18 +88,43 @@ fn main() -> anyhow::Result<()> {
         };
         let dir = cfg.data.resolved_path();
         let out = Command::new(py)
-            .args(["bench/lightgcn_torch.py", "--json", "--layers", &cfg.model.layers.to_string()])
-            .args(["--train", &dir.join("trn.tsv").to_string_lossy(), "--test", &dir.join("tst.tsv").to_string_lossy()])
-            .args(["--epochs", &epochs.to_string(), "--threads", &threads.to_string()])
+            .args([
+                "bench/lightgcn_torch.py",
+                "--json",
+                "--layers",
+                &cfg.model.layers.to_string(),
+            ])
+            .args([
+                "--train",
+                &dir.join("trn.tsv").to_string_lossy(),
+                "--test",
+                &dir.join("tst.tsv").to_string_lossy(),
+            ])
+            .args([
+                "--epochs",
+                &epochs.to_string(),
+                "--threads",
+                &threads.to_string(),
+            ])
             .output()?;
         if !out.status.success() {
-            eprintln!("PyTorch run failed: {}", String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "PyTorch run failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             continue;
         }
         let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("{}");
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+            .unwrap_or("{}");
         let v: serde_json::Value = serde_json::from_str(line)?;
-        let ep: Vec<f64> = v["epoch_s"].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
+        let ep: Vec<f64> = v["epoch_s"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default();
         eprintln!("pytorch {name}: {line}");
         rows.push(Row {
             dataset: name.into(),
@@ -88,16 +134,26 @@ fn main() -> anyhow::Result<()> {
             peak_mib: v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
         });
     }
-    println!("\nLightGCN (3 layers, d=32, batch 4096), {threads} threads, median of {epochs} epochs\n");
+    println!(
+        "\nLightGCN (3 layers, d=32, batch 4096), {threads} threads, median of {epochs} epochs\n"
+    );
     println!("| dataset | implementation | epoch (s) | full evaluation (s) | peak memory (MiB) | epoch speed-up vs PyTorch | eval speed-up vs PyTorch |");
     println!("|---|---|---|---|---|---|---|");
     for r in &rows {
-        let torch = rows.iter().find(|t| t.dataset == r.dataset && t.implementation.starts_with("pytorch"));
+        let torch = rows
+            .iter()
+            .find(|t| t.dataset == r.dataset && t.implementation.starts_with("pytorch"));
         let (se, sv) = match torch {
-            Some(t) if r.implementation == "darec" => (format!("{:.2}x", t.epoch_s / r.epoch_s), format!("{:.2}x", t.eval_s / r.eval_s)),
+            Some(t) if r.implementation == "darec" => (
+                format!("{:.2}x", t.epoch_s / r.epoch_s),
+                format!("{:.2}x", t.eval_s / r.eval_s),
+            ),
             _ => ("".into(), "".into()),
         };
-        println!("| {} | {} | {:.3} | {:.3} | {:.0} | {se} | {sv} |", r.dataset, r.implementation, r.epoch_s, r.eval_s, r.peak_mib);
+        println!(
+            "| {} | {} | {:.3} | {:.3} | {:.0} | {se} | {sv} |",
+            r.dataset, r.implementation, r.epoch_s, r.eval_s, r.peak_mib
+        );
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub train: TrainConfig,
     pub eval: EvalOptions,
+    pub align: crate::align::AlignConfig,
     pub output: OutputConfig,
 }
 
@@ -296,11 +297,28 @@ impl Config {
                 self.eval.ks
             ),
         }
+        if self.align.kind != crate::align::AlignKind::None && self.align.vectors.is_none() {
+            bail!(
+                "align.kind = {} needs align.vectors (semantic vectors from `darec embed`)",
+                self.align.kind.as_str()
+            );
+        }
+        if self.align.kind != crate::align::AlignKind::None && self.model.backbone == "mostpop" {
+            bail!("mostpop has no embeddings to align: use a trainable backbone with align.kind");
+        }
         self.data
             .prepare
             .validate()
             .map_err(|e| anyhow::anyhow!("data.prepare: {e}"))?;
         Ok(())
+    }
+
+    /// `lightgcn` or `lightgcn+darec`: the model as a user would name it.
+    pub fn label(&self) -> String {
+        match self.align.kind {
+            crate::align::AlignKind::None => self.model.backbone.clone(),
+            k => format!("{}+{}", self.model.backbone, k.as_str()),
+        }
     }
 
     pub fn to_toml(&self) -> String {

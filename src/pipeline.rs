@@ -1,7 +1,6 @@
 //! End-to-end jobs behind the CLI: train a configured model into a run directory, and
 //! re-evaluate a saved run.
 
-use crate::align::NoAlignment;
 use crate::config::Config;
 use crate::data::load::load_dataset;
 use crate::data::Dataset;
@@ -18,6 +17,8 @@ use std::path::{Path, PathBuf};
 pub struct RunResult {
     pub dataset: String,
     pub backbone: String,
+    /// Backbone plus alignment, e.g. `lightgcn+darec`.
+    pub label: String,
     pub seed: u64,
     pub run_dir: PathBuf,
     pub test: Metrics,
@@ -68,6 +69,7 @@ pub fn train_on(cfg: &Config, ds: &Dataset, out: Option<PathBuf>) -> anyhow::Res
         RunResult {
             dataset: ds.name.clone(),
             backbone: "mostpop".into(),
+            label: "mostpop".into(),
             seed: cfg.train.seed,
             run_dir: dir.clone(),
             test,
@@ -75,12 +77,13 @@ pub fn train_on(cfg: &Config, ds: &Dataset, out: Option<PathBuf>) -> anyhow::Res
             training: None,
         }
     } else {
-        let mut model = Model::build(cfg, ds, Box::new(NoAlignment), &device()?)?;
+        let mut model = Model::from_config(cfg, ds, &device()?)?;
         let outcome = train::train(&mut model, ds, cfg, &mut run)?;
         model.save(&run.file("model.safetensors"))?;
         RunResult {
             dataset: ds.name.clone(),
             backbone: cfg.model.backbone.clone(),
+            label: cfg.label(),
             seed: cfg.train.seed,
             run_dir: dir.clone(),
             test: outcome.test.clone(),
@@ -129,7 +132,7 @@ pub fn eval_run(dir: &Path, split: &str) -> anyhow::Result<(Config, Metrics)> {
             evaluate(&pop, &truth, &[&train_ui], &cfg.eval)?,
         ));
     }
-    let model = Model::build(&cfg, &ds, Box::new(NoAlignment), &device()?)?;
+    let model = Model::from_config(&cfg, &ds, &device()?)?;
     model.load(&run.file("model.safetensors"))?;
     let m = train::evaluate_split(&model, &ds, split, &cfg)?;
     Ok((cfg, m))

@@ -3,10 +3,161 @@
 //! backbone propagates them and adds loss terms computed from the final embeddings; it
 //! never needs to know which backbone it is attached to.
 
+pub mod darec;
+pub mod hungarian;
+pub mod kmeans;
+pub mod mlp;
+pub mod rlmrec_con;
+pub mod rlmrec_gen;
+
 use crate::backbone::LossTerm;
 use crate::rng::Rng;
 use crate::train::batch::Batch;
-use candle_core::{Result, Tensor, Var};
+use anyhow::Context;
+use candle_core::{Device, Result, Tensor, Var};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Fixed semantic vectors `e_L` of all users and items.
+#[derive(Clone)]
+pub struct SemanticTables {
+    pub users: Tensor,
+    pub items: Tensor,
+    /// Users then items, `[U+I, d_L]` (node order).
+    pub all: Tensor,
+    pub dim: usize,
+}
+
+impl SemanticTables {
+    pub fn new(users: Tensor, items: Tensor) -> Result<Self> {
+        let dim = users.dim(1)?;
+        if items.dim(1)? != dim {
+            candle_core::bail!(
+                "user vectors have {dim} dimensions but item vectors {}",
+                items.dim(1)?
+            );
+        }
+        let all = Tensor::cat(&[&users, &items], 0)?;
+        Ok(Self {
+            users,
+            items,
+            all,
+            dim,
+        })
+    }
+
+    /// Loads `users` / `items` tensors from a safetensors file (as written by `darec embed`)
+    /// and checks their row counts.
+    pub fn load(
+        path: &Path,
+        n_users: usize,
+        n_items: usize,
+        device: &Device,
+    ) -> anyhow::Result<Self> {
+        let t = candle_core::safetensors::load(path, device).with_context(|| {
+            format!(
+                "{}: cannot read semantic vectors (run `darec embed` first)",
+                path.display()
+            )
+        })?;
+        let get = |k: &str| {
+            t.get(k)
+                .cloned()
+                .with_context(|| format!("{}: no `{k}` tensor", path.display()))
+        };
+        let (u, i) = (
+            get("users")?.to_dtype(candle_core::DType::F32)?,
+            get("items")?.to_dtype(candle_core::DType::F32)?,
+        );
+        if u.dim(0)? != n_users || i.dim(0)? != n_items {
+            anyhow::bail!(
+                "{}: vectors for {} users x {} items, but the dataset has {n_users} users x {n_items} items",
+                path.display(),
+                u.dim(0)?,
+                i.dim(0)?
+            );
+        }
+        Ok(Self::new(u, i)?)
+    }
+}
+
+/// Which alignment, where its semantic vectors are, and each alignment's settings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlignConfig {
+    /// `none`, `rlmrec_con`, `rlmrec_gen` or `darec`.
+    pub kind: AlignKind,
+    /// Semantic vectors (safetensors with `users` and `items`); `@cache/` allowed.
+    pub vectors: Option<String>,
+    pub rlmrec_con: rlmrec_con::ConConfig,
+    pub rlmrec_gen: rlmrec_gen::GenConfig,
+    pub darec: darec::DarecConfig,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AlignKind {
+    #[default]
+    None,
+    RlmrecCon,
+    RlmrecGen,
+    Darec,
+}
+
+impl AlignKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AlignKind::None => "none",
+            AlignKind::RlmrecCon => "rlmrec_con",
+            AlignKind::RlmrecGen => "rlmrec_gen",
+            AlignKind::Darec => "darec",
+        }
+    }
+}
+
+/// What an alignment is built from.
+pub struct AlignContext<'a> {
+    pub sem: SemanticTables,
+    /// Width of the backbone's final embeddings.
+    pub out_dim: usize,
+    /// Width of the backbone's layer-0 embeddings.
+    pub ego_dim: usize,
+    pub device: &'a Device,
+    pub rng: &'a mut Rng,
+}
+
+/// Builds the configured alignment; `sem` is required for every kind but `none`.
+pub fn build(
+    cfg: &AlignConfig,
+    sem: Option<SemanticTables>,
+    out_dim: usize,
+    ego_dim: usize,
+    device: &Device,
+    rng: &mut Rng,
+) -> anyhow::Result<Box<dyn Alignment>> {
+    if cfg.kind == AlignKind::None {
+        return Ok(Box::new(NoAlignment));
+    }
+    let sem = sem.with_context(|| {
+        format!(
+            "alignment `{}` needs semantic vectors: set align.vectors",
+            cfg.kind.as_str()
+        )
+    })?;
+    let ctx = AlignContext {
+        sem,
+        out_dim,
+        ego_dim,
+        device,
+        rng,
+    };
+    Ok(match cfg.kind {
+        AlignKind::None => unreachable!(),
+        AlignKind::RlmrecCon => Box::new(rlmrec_con::RlmrecCon::new(&cfg.rlmrec_con, ctx)?),
+        AlignKind::RlmrecGen => Box::new(rlmrec_gen::RlmrecGen::new(&cfg.rlmrec_gen, ctx)?),
+        AlignKind::Darec => Box::new(darec::Darec::new(&cfg.darec, ctx)?),
+    })
+}
 
 /// What an alignment sees of a training step.
 pub struct AlignInput<'a> {

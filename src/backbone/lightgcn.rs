@@ -41,6 +41,12 @@ impl Backbone for LightGcn {
     fn ego(&self) -> Result<Tensor> {
         Ok(self.table.as_tensor().clone())
     }
+    fn ego_dim(&self) -> usize {
+        self.table.dim(1).unwrap_or(0)
+    }
+    fn out_dim(&self) -> usize {
+        self.ego_dim()
+    }
     fn encode(&self, ego: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         let adj = match mode {
             Mode::Train(rng) if self.keep_rate < 1.0 => {

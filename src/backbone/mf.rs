@@ -27,6 +27,12 @@ impl Backbone for Mf {
     fn ego(&self) -> Result<Tensor> {
         Ok(self.table.as_tensor().clone())
     }
+    fn ego_dim(&self) -> usize {
+        self.table.dim(1).unwrap_or(0)
+    }
+    fn out_dim(&self) -> usize {
+        self.ego_dim()
+    }
     fn encode(&self, ego: &Tensor, _mode: &mut Mode) -> Result<Tensor> {
         Ok(ego.clone())
     }

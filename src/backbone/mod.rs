@@ -57,6 +57,10 @@ pub trait Backbone: Send {
     fn params(&self) -> Vec<(String, Var)>;
     /// Layer-0 node embeddings `[U+I, d]`, users first.
     fn ego(&self) -> Result<Tensor>;
+    /// Width of the layer-0 embeddings.
+    fn ego_dim(&self) -> usize;
+    /// Width of the final embeddings returned by `encode`.
+    fn out_dim(&self) -> usize;
     /// Final node embeddings `[U+I, d_out]` from (possibly rewritten) layer-0 embeddings.
     fn encode(&self, ego: &Tensor, mode: &mut Mode) -> Result<Tensor>;
     /// The backbone's own extra losses for a training batch (none by default).

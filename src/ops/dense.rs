@@ -28,7 +28,11 @@ fn gemm_strided(
         }
         return;
     }
-    let par = if m * n * k >= 1 << 16 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    let par = if m * n * k >= 1 << 16 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: the slices cover every index addressed by the given shapes and strides (the
     // callers below derive strides from the same shapes and assert the slice lengths).
     unsafe {
@@ -60,20 +64,44 @@ fn gemm_strided(
 pub fn a_bt(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, scale: f32) -> Vec<f32> {
     assert!(a.len() == m * k && b.len() == n * k, "a_bt: shapes");
     let mut out = vec![0f32; m * n];
-    gemm_strided(m, n, k, &mut out, false, a, k as isize, 1, b, 1, k as isize, scale);
+    gemm_strided(
+        m, n, k, &mut out, false, a, k as isize, 1, b, 1, k as isize, scale,
+    );
     out
 }
 
 /// `out (+)= scale * A[m,k] B[k,n]`.
-pub fn a_b_into(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, scale: f32, out: &mut [f32], accumulate: bool) {
+pub fn a_b_into(
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    scale: f32,
+    out: &mut [f32],
+    accumulate: bool,
+) {
     assert!(a.len() == m * k && b.len() == k * n, "a_b: shapes");
-    gemm_strided(m, n, k, out, accumulate, a, k as isize, 1, b, n as isize, 1, scale);
+    gemm_strided(
+        m, n, k, out, accumulate, a, k as isize, 1, b, n as isize, 1, scale,
+    );
 }
 
 /// `out (+)= scale * A[k,m]^T B[k,n]`.
-pub fn at_b_into(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, scale: f32, out: &mut [f32], accumulate: bool) {
+pub fn at_b_into(
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    scale: f32,
+    out: &mut [f32],
+    accumulate: bool,
+) {
     assert!(a.len() == k * m && b.len() == k * n, "at_b: shapes");
-    gemm_strided(m, n, k, out, accumulate, a, 1, m as isize, b, n as isize, 1, scale);
+    gemm_strided(
+        m, n, k, out, accumulate, a, 1, m as isize, b, n as isize, 1, scale,
+    );
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 pub mod adam;
 pub mod bpr;
 pub mod dense;
-pub mod similarity;
 pub mod propagate;
+pub mod similarity;
 
 pub use adam::{Adam, AdamConfig};
 pub use propagate::{propagate, Combine};

@@ -43,7 +43,8 @@ pub fn info_nce(a: &Tensor, p: &Tensor, all: &Tensor, tau: f64) -> Result<Tensor
     if !a.device().is_cpu() {
         return info_nce_reference(a, p, all, tau);
     }
-    a.contiguous()?.apply_op3(&p.contiguous()?, &all.contiguous()?, InfoNce { tau })
+    a.contiguous()?
+        .apply_op3(&p.contiguous()?, &all.contiguous()?, InfoNce { tau })
 }
 
 /// Plain candle InfoNCE (reference).
@@ -87,25 +88,53 @@ impl CustomOp3 for InfoNce {
         "info-nce"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (b, d) = l1.shape().dims2()?;
         let (m, d3) = l3.shape().dims2()?;
         if l2.shape().dims2()? != (b, d) || d3 != d {
-            candle_core::bail!("info-nce: shapes {:?} {:?} {:?} do not fit", l1.shape(), l2.shape(), l3.shape());
+            candle_core::bail!(
+                "info-nce: shapes {:?} {:?} {:?} do not fit",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
         }
-        let (a, p, all) = (slice(s1, l1, "info-nce")?, slice(s2, l2, "info-nce")?, slice(s3, l3, "info-nce")?);
+        let (a, p, all) = (
+            slice(s1, l1, "info-nce")?,
+            slice(s2, l2, "info-nce")?,
+            slice(s3, l3, "info-nce")?,
+        );
         let inv_tau = (1.0 / self.tau) as f32;
         let mut logits = a_bt(a, all, b, m, d, inv_tau);
         let lse = row_lse(&mut logits, m, false);
         let mut total = 0f64;
         for r in 0..b {
-            let pos: f32 = a[r * d..(r + 1) * d].iter().zip(&p[r * d..(r + 1) * d]).map(|(x, y)| x * y).sum();
+            let pos: f32 = a[r * d..(r + 1) * d]
+                .iter()
+                .zip(&p[r * d..(r + 1) * d])
+                .map(|(x, y)| x * y)
+                .sum();
             total += lse[r] - (pos * inv_tau) as f64;
         }
         Ok(scalar_out(total))
     }
 
-    fn bwd(&self, a: &Tensor, p: &Tensor, all: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        a: &Tensor,
+        p: &Tensor,
+        all: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = scalar(grad)?;
         let (b, d) = a.dims2()?;
         let m = all.dim(0)?;
@@ -152,37 +181,73 @@ impl CustomOp2 for GramMse {
         "gram-mse"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (n, d) = l1.shape().dims2()?;
         let (n2, e) = l2.shape().dims2()?;
         if n != n2 || n == 0 {
             candle_core::bail!("gram-mse: row counts {n} and {n2} differ or are zero");
         }
-        let sa = a_bt(slice(s1, l1, "gram-mse")?, slice(s1, l1, "gram-mse")?, n, n, d, 1.0);
-        let sb = a_bt(slice(s2, l2, "gram-mse")?, slice(s2, l2, "gram-mse")?, n, n, e, 1.0);
+        let sa = a_bt(
+            slice(s1, l1, "gram-mse")?,
+            slice(s1, l1, "gram-mse")?,
+            n,
+            n,
+            d,
+            1.0,
+        );
+        let sb = a_bt(
+            slice(s2, l2, "gram-mse")?,
+            slice(s2, l2, "gram-mse")?,
+            n,
+            n,
+            e,
+            1.0,
+        );
         let total: f64 = sa
             .par_chunks(n)
             .zip(sb.par_chunks(n))
-            .map(|(x, y)| x.iter().zip(y).map(|(u, v)| ((u - v) as f64).powi(2)).sum::<f64>())
+            .map(|(x, y)| {
+                x.iter()
+                    .zip(y)
+                    .map(|(u, v)| ((u - v) as f64).powi(2))
+                    .sum::<f64>()
+            })
             .sum();
         Ok(scalar_out(total / (n * n) as f64))
     }
 
-    fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = scalar(grad)?;
         let (n, d) = a.dims2()?;
         let e = b.dim(1)?;
         let (av, bv) = (host(a)?, host(b)?);
         let mut diff = a_bt(&av, &av, n, n, d, 1.0);
         let sb = a_bt(&bv, &bv, n, n, e, 1.0);
-        diff.par_chunks_mut(n).zip(sb.par_chunks(n)).for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(u, v)| *u -= v));
+        diff.par_chunks_mut(n)
+            .zip(sb.par_chunks(n))
+            .for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(u, v)| *u -= v));
         // d/dA sum D^2 = 4 D A (D symmetric); mean divides by n^2
         let c = 4.0 * g / (n * n) as f32;
         let mut da = vec![0f32; n * d];
         a_b_into(&diff, &av, n, d, n, c, &mut da, false);
         let mut db = vec![0f32; n * e];
         a_b_into(&diff, &bv, n, e, n, -c, &mut db, false);
-        Ok((Some(Tensor::from_vec(da, (n, d), a.device())?), Some(Tensor::from_vec(db, (n, e), a.device())?)))
+        Ok((
+            Some(Tensor::from_vec(da, (n, d), a.device())?),
+            Some(Tensor::from_vec(db, (n, e), a.device())?),
+        ))
     }
 }
 
@@ -214,10 +279,16 @@ struct Uniformity {
 /// `E_ij = exp(-t max(0, |x_i|^2 + |x_j|^2 - 2 x_i.x_j))` with a zero diagonal.
 fn kernel_matrix(x: &[f32], n: usize, d: usize, t: f32) -> Vec<f32> {
     let mut e = a_bt(x, x, n, n, d, 1.0);
-    let sq: Vec<f32> = (0..n).map(|i| x[i * d..(i + 1) * d].iter().map(|v| v * v).sum()).collect();
+    let sq: Vec<f32> = (0..n)
+        .map(|i| x[i * d..(i + 1) * d].iter().map(|v| v * v).sum())
+        .collect();
     e.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
         for (j, v) in row.iter_mut().enumerate() {
-            *v = if i == j { 0.0 } else { (-t * (sq[i] + sq[j] - 2.0 * *v).max(0.0)).exp() };
+            *v = if i == j {
+                0.0
+            } else {
+                (-t * (sq[i] + sq[j] - 2.0 * *v).max(0.0)).exp()
+            };
         }
     });
     e
@@ -234,7 +305,10 @@ impl CustomOp1 for Uniformity {
             candle_core::bail!("uniformity: needs at least 2 rows, got {n}");
         }
         let e = kernel_matrix(slice(s, l, "uniformity")?, n, d, self.t as f32);
-        let q: f64 = e.par_chunks(n).map(|r| r.iter().map(|&v| v as f64).sum::<f64>()).sum();
+        let q: f64 = e
+            .par_chunks(n)
+            .map(|r| r.iter().map(|&v| v as f64).sum::<f64>())
+            .sum();
         Ok(scalar_out((q / (n * (n - 1)) as f64).ln()))
     }
 
@@ -243,7 +317,10 @@ impl CustomOp1 for Uniformity {
         let (n, d) = x.dims2()?;
         let xv = host(x)?;
         let e = kernel_matrix(&xv, n, d, self.t as f32);
-        let rows: Vec<f64> = e.par_chunks(n).map(|r| r.iter().map(|&v| v as f64).sum::<f64>()).collect();
+        let rows: Vec<f64> = e
+            .par_chunks(n)
+            .map(|r| r.iter().map(|&v| v as f64).sum::<f64>())
+            .collect();
         let q: f64 = rows.iter().sum();
         // dL/dx_i = (-4t/Q) [ rowsum_i(E) x_i - (E X)_i ]
         let c = (-4.0 * self.t / q) as f32 * g;
@@ -270,22 +347,39 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn var(rows: usize, cols: usize, seed: usize) -> Var {
-        let v: Vec<f32> = (0..rows * cols).map(|i| (((i + seed) * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|i| (((i + seed) * 7919 % 1000) as f32 / 500.0) - 1.0)
+            .collect();
         Var::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     /// Fused op and reference agree in value and in every input's gradient.
     fn check_against_reference(vars: &[&Var], fused: &Tensor, reference: &Tensor) {
-        let (f, r) = (fused.to_scalar::<f32>().unwrap(), reference.to_scalar::<f32>().unwrap());
+        let (f, r) = (
+            fused.to_scalar::<f32>().unwrap(),
+            reference.to_scalar::<f32>().unwrap(),
+        );
         assert!((f - r).abs() < 1e-4 * (1.0 + r.abs()), "value {f} vs {r}");
         let gf = fused.backward().unwrap();
         let gr = reference.backward().unwrap();
         for v in vars {
-            let d = max_diff(gf.get(v.as_tensor()).unwrap(), gr.get(v.as_tensor()).unwrap());
+            let d = max_diff(
+                gf.get(v.as_tensor()).unwrap(),
+                gr.get(v.as_tensor()).unwrap(),
+            );
             assert!(d < 1e-4, "gradient differs by {d}");
         }
     }
@@ -301,7 +395,10 @@ mod tests {
         let dev = Device::Cpu;
         let a1 = Tensor::new(&[[1f32, 0.]], &dev).unwrap();
         let all1 = Tensor::new(&[[1f32, 0.], [0., 1.]], &dev).unwrap();
-        let v = info_nce(&a1, &a1, &all1, 1.0).unwrap().to_scalar::<f32>().unwrap();
+        let v = info_nce(&a1, &a1, &all1, 1.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!((v - 0.3132617).abs() < 1e-6, "{v}");
     }
 
@@ -337,9 +434,20 @@ mod tests {
         let o = Tensor::new(&[[1f32, 0.], [0., 1.]], &dev).unwrap();
         assert!((uniformity(&o, 2.0).unwrap().to_scalar::<f32>().unwrap() + 4.0).abs() < 1e-5);
         // finite differences on the fused op alone
-        let x0 = x.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x0 = x
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let g = uniformity(x.as_tensor(), 2.0).unwrap().backward().unwrap();
-        let gv = g.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let gv = g
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let f_at = |v: &[f32]| {
             let t = Tensor::from_vec(v.to_vec(), (6, 4), &dev).unwrap();
             uniformity(&t, 2.0).unwrap().to_scalar::<f32>().unwrap() as f64
@@ -349,7 +457,11 @@ mod tests {
             p[k] += 1e-2;
             m[k] -= 1e-2;
             let fd = (f_at(&p) - f_at(&m)) / 2e-2;
-            assert!((fd - gv[k] as f64).abs() < 2e-3, "k={k}: fd {fd} vs {}", gv[k]);
+            assert!(
+                (fd - gv[k] as f64).abs() < 2e-3,
+                "k={k}: fd {fd} vs {}",
+                gv[k]
+            );
         }
     }
 }

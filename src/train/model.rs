@@ -55,6 +55,26 @@ impl Model {
         })
     }
 
+    /// Builds backbone and the configured alignment (`align.kind`, `align.vectors`).
+    pub fn from_config(cfg: &Config, ds: &Dataset, device: &Device) -> anyhow::Result<Self> {
+        let mut model = Self::build(cfg, ds, Box::new(crate::align::NoAlignment), device)?;
+        if cfg.align.kind != crate::align::AlignKind::None {
+            let sem = match &cfg.align.vectors {
+                Some(p) => Some(crate::align::SemanticTables::load(
+                    &crate::config::resolve_cache_path(p),
+                    ds.n_users(),
+                    ds.n_items(),
+                    device,
+                )?),
+                None => None,
+            };
+            let mut rng = Rng::derive(cfg.train.seed, "align-init");
+            let (out_dim, ego_dim) = (model.backbone.out_dim(), model.backbone.ego_dim());
+            model.align = crate::align::build(&cfg.align, sem, out_dim, ego_dim, device, &mut rng)?;
+        }
+        Ok(model)
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }

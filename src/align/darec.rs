@@ -1,0 +1,302 @@
+//! DaRec (Yang et al., ICDE 2025): disentangled alignment of collaborative and language
+//! representations (SPEC.md section 1, steps 1-6).
+//!
+//! Each step draws `n_hat` nodes uniformly from all users and items (our choice) and
+//! 1. splits both sides into shared and specific parts with four heads (collaborative:
+//!    `Linear(d, d)`; language: the RLMRec MLP shape, our choice);
+//! 2. `L_or`: mean squared cosine between specific and shared parts, on both sides;
+//! 3. `L_uni`: uniformity (Wang & Isola, t = 2) of the normalised specific parts;
+//! 4. `L_g`: MSE between the cosine-similarity matrices of the two shared parts;
+//! 5. `L_l`: K-means preference centres of each shared part (assignments without
+//!    gradient, centres = member means), matched by the Hungarian method on cosine, and
+//!    `mean_k (1 - cos(c_C,k, c_L,pi(k)))`;
+//! 6. `loss = lambda * (w_or L_or + w_uni L_uni + w_g L_g + w_l L_l)`.
+//!
+//! `disentangle = false` is the paper's ablation "w/o disentangling": the collaborative
+//! embedding itself and the projected language embedding are aligned (global + local),
+//! and `L_or`, `L_uni` are off.
+
+use super::hungarian::max_score_assignment;
+use super::kmeans::kmeans;
+use super::mlp::{Linear, Mlp};
+use super::{AlignContext, AlignInput, Alignment, SemanticTables};
+use crate::backbone::LossTerm;
+use crate::ops::similarity::{gram_mse, l2_normalize, uniformity};
+use crate::rng::Rng;
+use candle_core::{Result, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DarecConfig {
+    /// Weight of the whole alignment (`lambda`; paper: best in [0.1, 1]).
+    pub lambda: f64,
+    /// Nodes sampled per step (`N_hat`; paper: best at 4096).
+    pub n_hat: usize,
+    /// Preference centres (`K`; paper: best in [4, 8]).
+    pub k: usize,
+    /// Lloyd iterations of K-means.
+    pub kmeans_iters: usize,
+    /// Uniformity temperature `t`.
+    pub uniformity_t: f64,
+    /// Split into shared and specific parts (false: the "w/o disentangling" ablation).
+    pub disentangle: bool,
+    pub use_or: bool,
+    pub use_uni: bool,
+    pub use_global: bool,
+    pub use_local: bool,
+    pub w_or: f64,
+    pub w_uni: f64,
+    pub w_global: f64,
+    pub w_local: f64,
+}
+
+impl Default for DarecConfig {
+    fn default() -> Self {
+        Self {
+            lambda: 0.5,
+            n_hat: 4096,
+            k: 6,
+            kmeans_iters: 10,
+            uniformity_t: 2.0,
+            disentangle: true,
+            use_or: true,
+            use_uni: true,
+            use_global: true,
+            use_local: true,
+            w_or: 1.0,
+            w_uni: 1.0,
+            w_global: 1.0,
+            w_local: 1.0,
+        }
+    }
+}
+
+pub struct Darec {
+    cfg: DarecConfig,
+    c_shared: Linear,
+    c_specific: Linear,
+    l_shared: Mlp,
+    l_specific: Mlp,
+    sem: SemanticTables,
+}
+
+impl Darec {
+    pub fn new(cfg: &DarecConfig, ctx: AlignContext) -> Result<Self> {
+        if cfg.n_hat < 2 || cfg.k == 0 {
+            candle_core::bail!("align.darec: n_hat must be >= 2 and k >= 1");
+        }
+        let d = ctx.out_dim;
+        Ok(Self {
+            cfg: cfg.clone(),
+            c_shared: Linear::new(d, d, ctx.device, ctx.rng)?,
+            c_specific: Linear::new(d, d, ctx.device, ctx.rng)?,
+            l_shared: Mlp::new(ctx.sem.dim, d, ctx.device, ctx.rng)?,
+            l_specific: Mlp::new(ctx.sem.dim, d, ctx.device, ctx.rng)?,
+            sem: ctx.sem,
+        })
+    }
+
+    /// The shared parts of both sides for the given node rows (for plots and analysis).
+    pub fn shared(&self, e_c: &Tensor, e_l: &Tensor) -> Result<(Tensor, Tensor)> {
+        if self.cfg.disentangle {
+            Ok((self.c_shared.forward(e_c)?, self.l_shared.forward(e_l)?))
+        } else {
+            Ok((e_c.clone(), self.l_shared.forward(e_l)?))
+        }
+    }
+}
+
+/// Mean over rows of `cos(a_i, b_i)^2`.
+pub fn mean_cos2(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    (l2_normalize(a)? * l2_normalize(b)?)?
+        .sum(1)?
+        .sqr()?
+        .mean_all()
+}
+
+/// Centres of the clusters (member means) as a differentiable function of `x` (`[n, d]`).
+fn centres(x: &Tensor, assign: &[usize], k: usize) -> Result<Tensor> {
+    let n = assign.len();
+    let mut counts = vec![0f32; k];
+    assign.iter().for_each(|&a| counts[a] += 1.0);
+    let mut m = vec![0f32; k * n];
+    for (i, &a) in assign.iter().enumerate() {
+        m[a * n + i] = 1.0 / counts[a];
+    }
+    Tensor::from_vec(m, (k, n), x.device())?.matmul(x)
+}
+
+/// `L_l`: cluster both shared parts, match centres by maximal total cosine, and average
+/// `1 - cos` over matched pairs. Clusters that end up empty on either side are skipped.
+pub fn local_alignment(
+    sh_c: &Tensor,
+    sh_l: &Tensor,
+    k: usize,
+    iters: usize,
+    rng: &mut Rng,
+) -> Result<Tensor> {
+    let (n, d) = sh_c.dims2()?;
+    let xc = sh_c.detach().flatten_all()?.to_vec1::<f32>()?;
+    let xl = sh_l.detach().flatten_all()?.to_vec1::<f32>()?;
+    let k = k.min(n);
+    let ac = kmeans(&xc, n, d, k, iters, rng);
+    let al = kmeans(&xl, n, d, k, iters, rng);
+    let cc = l2_normalize(&centres(sh_c, &ac, k)?)?;
+    let cl = l2_normalize(&centres(sh_l, &al, k)?)?;
+    let cos: Vec<f64> = cc
+        .matmul(&cl.t()?)?
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    let pi = max_score_assignment(&cos, k);
+    let non_empty = |a: &[usize], c: usize| a.contains(&c);
+    let rows: Vec<u32> = (0..k)
+        .filter(|&c| non_empty(&ac, c) && non_empty(&al, pi[c]))
+        .map(|c| c as u32)
+        .collect();
+    let cols: Vec<u32> = rows.iter().map(|&c| pi[c as usize] as u32).collect();
+    let dev = sh_c.device();
+    let r = Tensor::from_slice(&rows, rows.len(), dev)?;
+    let c = Tensor::from_slice(&cols, cols.len(), dev)?;
+    let matched = (cc.index_select(&r, 0)? * cl.index_select(&c, 0)?)?.sum(1)?;
+    (1.0 - matched)?.mean_all()
+}
+
+impl Alignment for Darec {
+    fn name(&self) -> &'static str {
+        "darec"
+    }
+    fn params(&self) -> Vec<(String, Var)> {
+        let mut p = self.l_shared.params("l_shared");
+        if self.cfg.disentangle {
+            p.extend(self.c_shared.params("c_shared"));
+            p.extend(self.c_specific.params("c_specific"));
+            p.extend(self.l_specific.params("l_specific"));
+        }
+        p
+    }
+    fn losses(&mut self, input: &AlignInput, rng: &mut Rng) -> Result<Vec<LossTerm>> {
+        let cfg = &self.cfg;
+        let n_nodes = input.nodes.dim(0)?;
+        let sample: Vec<u32> = rng
+            .sample_distinct(n_nodes, cfg.n_hat)
+            .into_iter()
+            .map(|i| i as u32)
+            .collect();
+        let idx = Tensor::from_slice(&sample, sample.len(), input.nodes.device())?;
+        let e_c = input.nodes.index_select(&idx, 0)?;
+        let e_l = self.sem.all.index_select(&idx, 0)?;
+        let (sh_c, sh_l) = self.shared(&e_c, &e_l)?;
+        let mut terms = Vec::new();
+        let w = cfg.lambda;
+        if cfg.disentangle && (cfg.use_or || cfg.use_uni) {
+            let sp_c = self.c_specific.forward(&e_c)?;
+            let sp_l = self.l_specific.forward(&e_l)?;
+            if cfg.use_or {
+                let l = (mean_cos2(&sp_c, &sh_c)? + mean_cos2(&sp_l, &sh_l)?)?;
+                terms.push(LossTerm::new("or", (l * (w * cfg.w_or))?));
+            }
+            if cfg.use_uni {
+                let t = cfg.uniformity_t;
+                let l = (uniformity(&l2_normalize(&sp_c)?, t)?
+                    + uniformity(&l2_normalize(&sp_l)?, t)?)?;
+                terms.push(LossTerm::new("uni", (l * (w * cfg.w_uni))?));
+            }
+        }
+        let (nc, nl) = (l2_normalize(&sh_c)?, l2_normalize(&sh_l)?);
+        if cfg.use_global {
+            terms.push(LossTerm::new(
+                "global",
+                (gram_mse(&nc, &nl)? * (w * cfg.w_global))?,
+            ));
+        }
+        if cfg.use_local {
+            let l = local_alignment(&nc, &nl, cfg.k, cfg.kmeans_iters, rng)?;
+            terms.push(LossTerm::new("local", (l * (w * cfg.w_local))?));
+        }
+        Ok(terms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn mean_cos2_by_hand() {
+        let dev = Device::Cpu;
+        // rows: (1,0)·(1,1)/sqrt2 -> cos 0.7071, squared 0.5 ; (0,2)·(3,0) -> 0 ; mean 0.25
+        let a = Tensor::new(&[[1f32, 0.], [0., 2.]], &dev).unwrap();
+        let b = Tensor::new(&[[1f32, 1.], [3., 0.]], &dev).unwrap();
+        assert!((mean_cos2(&a, &b).unwrap().to_scalar::<f32>().unwrap() - 0.25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn local_alignment_is_zero_for_identical_clusters_and_positive_otherwise() {
+        let dev = Device::Cpu;
+        // two tight clusters at (1,0) and (0,1), the second side a relabelled copy
+        let mut rows = Vec::new();
+        for i in 0..20 {
+            let e = 0.01 * (i as f32 % 3.0);
+            rows.extend_from_slice(&if i % 2 == 0 { [1.0, e] } else { [e, 1.0] });
+        }
+        let x = l2_normalize(&Tensor::from_vec(rows.clone(), (20, 2), &dev).unwrap()).unwrap();
+        let l = local_alignment(&x, &x, 2, 10, &mut Rng::new(1))
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(l.abs() < 1e-5, "{l}");
+        // rotate the second side by 45 degrees: matched centres differ by ~45 degrees
+        let rot: Vec<f32> = rows
+            .chunks(2)
+            .flat_map(|r| [(r[0] - r[1]) * 0.70710677, (r[0] + r[1]) * 0.70710677])
+            .collect();
+        let y = l2_normalize(&Tensor::from_vec(rot, (20, 2), &dev).unwrap()).unwrap();
+        let l = local_alignment(&x, &y, 2, 10, &mut Rng::new(1))
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((l - (1.0 - 0.70710677)).abs() < 0.02, "{l}");
+    }
+
+    #[test]
+    fn centres_gradient_matches_finite_differences() {
+        let dev = Device::Cpu;
+        let x0: Vec<f32> = (0..12).map(|i| ((i * 5 % 7) as f32 - 3.0) / 3.0).collect();
+        let assign = [0usize, 1, 0, 2, 1, 0];
+        let w = Tensor::new(&[[0.3f32, -0.2], [0.5, 0.1], [-0.7, 0.4]], &dev).unwrap();
+        let f = |v: &[f32]| {
+            let x = Tensor::from_vec(v.to_vec(), (6, 2), &dev).unwrap();
+            (centres(&x, &assign, 3).unwrap() * &w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
+        };
+        let x = Var::from_vec(x0.clone(), (6, 2), &dev).unwrap();
+        let g = (centres(x.as_tensor(), &assign, 3).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gv = g
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for k in 0..12 {
+            let (mut p, mut m) = (x0.clone(), x0.clone());
+            p[k] += 1e-2;
+            m[k] -= 1e-2;
+            assert!(((f(&p) - f(&m)) / 2e-2 - gv[k] as f64).abs() < 1e-3);
+        }
+    }
+}

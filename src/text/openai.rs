@@ -1,1 +1,0 @@
-//! TODO (OpenAI-compatible clients)

@@ -1,0 +1,257 @@
+//! Alignment plug-ins: finite-difference gradients of every loss term, the contract every
+//! alignment meets on every backbone, and an end-to-end run with semantic vectors.
+
+use candle_core::{Device, Tensor, Var};
+use darec::align::darec::mean_cos2;
+use darec::align::{AlignKind, SemanticTables};
+use darec::config::Config;
+use darec::data::load::load_dataset;
+use darec::ops::similarity::{gram_mse, info_nce, l2_normalize, uniformity};
+use darec::rng::Rng;
+use darec::train::batch::Batch;
+use darec::train::Model;
+
+/// Central finite differences of a scalar function of one tensor against autograd.
+fn check_fd(shape: (usize, usize), seed: u64, f: &dyn Fn(&Tensor) -> Tensor) {
+    let dev = Device::Cpu;
+    let mut rng = Rng::new(seed);
+    let x0: Vec<f32> = (0..shape.0 * shape.1)
+        .map(|_| rng.f32() * 2.0 - 1.0)
+        .collect();
+    let x = Var::from_vec(x0.clone(), shape, &dev).unwrap();
+    let g = f(x.as_tensor()).backward().unwrap();
+    let gv = g
+        .get(x.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let at = |v: &[f32]| {
+        f(&Tensor::from_vec(v.to_vec(), shape, &dev).unwrap())
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    let h = 1e-2f32;
+    for k in 0..x0.len() {
+        let (mut p, mut m) = (x0.clone(), x0.clone());
+        p[k] += h;
+        m[k] -= h;
+        let fd = (at(&p) - at(&m)) / (2.0 * h as f64);
+        assert!(
+            (fd - gv[k] as f64).abs() < 2e-3 * (1.0 + fd.abs()),
+            "element {k}: finite difference {fd} vs gradient {}",
+            gv[k]
+        );
+    }
+}
+
+#[test]
+fn every_loss_term_matches_finite_differences() {
+    let dev = Device::Cpu;
+    let other = Tensor::from_vec(
+        (0..6 * 3)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0)
+            .collect::<Vec<_>>(),
+        (6, 3),
+        &dev,
+    )
+    .unwrap();
+    // InfoNCE of RLMRec-Con/Gen on normalised rows (anchor side and candidate side)
+    check_fd((6, 3), 1, &|x| {
+        info_nce(
+            &l2_normalize(x).unwrap(),
+            &l2_normalize(&other).unwrap(),
+            &l2_normalize(&other).unwrap(),
+            0.2,
+        )
+        .unwrap()
+    });
+    check_fd((6, 3), 2, &|x| {
+        let n = l2_normalize(x).unwrap();
+        info_nce(&l2_normalize(&other).unwrap(), &n, &n, 0.5).unwrap()
+    });
+    // DaRec: orthogonality, uniformity, global structure
+    check_fd((6, 3), 3, &|x| mean_cos2(x, &other).unwrap());
+    check_fd((6, 3), 4, &|x| {
+        uniformity(&l2_normalize(x).unwrap(), 2.0).unwrap()
+    });
+    check_fd((6, 3), 5, &|x| {
+        gram_mse(&l2_normalize(x).unwrap(), &l2_normalize(&other).unwrap()).unwrap()
+    });
+}
+
+fn write_clustered(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut rng = Rng::new(11);
+    let mut s = String::new();
+    for u in 0..120u32 {
+        let g = u % 4;
+        let mut items = std::collections::BTreeSet::new();
+        while items.len() < 10 {
+            items.insert(g * 20 + rng.uniform_usize(20) as u32);
+        }
+        for i in items {
+            s.push_str(&format!("u{u}\ti{i}\n"));
+        }
+    }
+    let p = dir.join("clustered.tsv");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+/// Semantic vectors that know the taste groups (plus noise), 12-dimensional.
+fn write_vectors(ds: &darec::data::Dataset, path: &std::path::Path) {
+    let mut rng = Rng::new(5);
+    let mut rows = |ids: &darec::data::IdMap, group_of: &dyn Fn(&str) -> usize| -> Vec<f32> {
+        let mut v = Vec::new();
+        for ext in &ids.external {
+            let g = group_of(ext);
+            for j in 0..12 {
+                v.push(if j / 3 == g { 1.0 } else { 0.0 } + 0.3 * (rng.f32() - 0.5));
+            }
+        }
+        v
+    };
+    let users = rows(&ds.user_ids, &|e| e[1..].parse::<usize>().unwrap() % 4);
+    let items = rows(&ds.item_ids, &|e| e[1..].parse::<usize>().unwrap() / 20);
+    let dev = Device::Cpu;
+    let map = std::collections::HashMap::from([
+        (
+            "users".to_string(),
+            Tensor::from_vec(users, (ds.n_users(), 12), &dev).unwrap(),
+        ),
+        (
+            "items".to_string(),
+            Tensor::from_vec(items, (ds.n_items(), 12), &dev).unwrap(),
+        ),
+    ]);
+    candle_core::safetensors::save(&map, path).unwrap();
+}
+
+fn setup(name: &str) -> (std::path::PathBuf, Vec<String>) {
+    let dir = std::env::temp_dir().join(format!("darec-align-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = write_clustered(&dir);
+    let base = vec![
+        "data.name=\"clustered\"".to_string(),
+        "data.format=\"delimited\"".into(),
+        format!("data.path=\"{}\"", data.display()),
+        "model.dim=16".into(),
+        "model.layers=2".into(),
+        "train.batch_size=256".into(),
+        "train.lr=0.01".into(),
+        "train.progress=false".into(),
+        "align.darec.n_hat=64".into(),
+        "align.darec.k=4".into(),
+        "align.rlmrec_gen.mask_ratio=0.2".into(),
+    ];
+    let cfg = Config::load(None, &base).unwrap();
+    let ds = load_dataset(&cfg.data).unwrap();
+    let vec_path = dir.join("vectors.safetensors");
+    write_vectors(&ds, &vec_path);
+    let mut with_vectors = base;
+    with_vectors.push(format!("align.vectors=\"{}\"", vec_path.display()));
+    (dir, with_vectors)
+}
+
+#[test]
+fn alignment_contract_on_every_backbone() {
+    let (dir, base) = setup("contract");
+    let expected: [(&str, &[&str]); 4] = [
+        ("none", &[]),
+        ("rlmrec_con", &["kd"]),
+        ("rlmrec_gen", &["recon"]),
+        ("darec", &["or", "uni", "global", "local"]),
+    ];
+    for backbone in ["mf", "lightgcn"] {
+        for (kind, terms) in expected {
+            let mut o = base.clone();
+            o.push(format!("model.backbone=\"{backbone}\""));
+            o.push(format!("align.kind=\"{kind}\""));
+            let cfg = Config::load(None, &o).unwrap();
+            let ds = load_dataset(&cfg.data).unwrap();
+            let mut model = Model::from_config(&cfg, &ds, &Device::Cpu).unwrap();
+            let batch = Batch::new(
+                &[(0, 1, 2), (5, 3, 7), (9, 4, 1), (17, 30, 60)],
+                ds.n_users(),
+                &Device::Cpu,
+            )
+            .unwrap();
+            let losses = model.step_losses(&batch, &mut Rng::new(3)).unwrap();
+            let names: Vec<&str> = losses.iter().map(|t| t.name.as_str()).collect();
+            assert_eq!(&names[1..], terms, "{backbone}+{kind}");
+            let mut total = losses[0].value.clone();
+            for t in &losses[1..] {
+                let v = t.value.to_scalar::<f32>().unwrap();
+                assert!(v.is_finite(), "{backbone}+{kind}: {} = {v}", t.name);
+                total = (total + &t.value).unwrap();
+            }
+            let grads = total.backward().unwrap();
+            for (name, var) in model.params() {
+                let g = grads
+                    .get(var.as_tensor())
+                    .unwrap_or_else(|| panic!("{backbone}+{kind}: no gradient for {name}"));
+                let s = g
+                    .abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    s.is_finite() && s > 0.0,
+                    "{backbone}+{kind}: gradient of {name} is {s}"
+                );
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn aligned_models_train_end_to_end_and_reload() {
+    let (dir, base) = setup("e2e");
+    for kind in [AlignKind::RlmrecCon, AlignKind::RlmrecGen, AlignKind::Darec] {
+        let mut o = base.clone();
+        o.push("model.backbone=\"lightgcn\"".into());
+        o.push(format!("align.kind=\"{}\"", kind.as_str()));
+        o.push("train.max_epochs=9".into());
+        let cfg = Config::load(None, &o).unwrap();
+        let ds = load_dataset(&cfg.data).unwrap();
+        let out = dir.join(kind.as_str());
+        let r = darec::pipeline::train_on(&cfg, &ds, Some(out.clone())).unwrap();
+        assert_eq!(r.label, format!("lightgcn+{}", kind.as_str()));
+        let (_, again) = darec::pipeline::eval_run(&out, "test").unwrap();
+        assert_eq!(again.values, r.test.values);
+        let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        assert!(log.contains("loss_"), "alignment losses are logged");
+    }
+    // a missing vectors setting is a clear error
+    let e = Config::load(None, &["align.kind=\"darec\"".into()]).unwrap_err();
+    assert!(format!("{e:#}").contains("align.vectors"), "{e:#}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn semantic_tables_reject_mismatched_rows() {
+    let dev = Device::Cpu;
+    let dir = std::env::temp_dir().join(format!("darec-sem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("v.safetensors");
+    let map = std::collections::HashMap::from([
+        (
+            "users".to_string(),
+            Tensor::zeros((3, 4), candle_core::DType::F32, &dev).unwrap(),
+        ),
+        (
+            "items".to_string(),
+            Tensor::zeros((5, 4), candle_core::DType::F32, &dev).unwrap(),
+        ),
+    ]);
+    candle_core::safetensors::save(&map, &p).unwrap();
+    assert!(SemanticTables::load(&p, 3, 5, &dev).is_ok());
+    let e = SemanticTables::load(&p, 4, 5, &dev).err().unwrap();
+    assert!(format!("{e:#}").contains("4 users"), "{e:#}");
+    std::fs::remove_dir_all(&dir).ok();
+}
