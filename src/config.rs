@@ -139,6 +139,9 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Show a progress bar (the default when stderr is a terminal).
     pub progress: Option<bool>,
+    /// Evaluate the test split after training (off for hyper-parameter search, which must
+    /// only look at validation).
+    pub evaluate_test: bool,
     pub adam: AdamExtra,
 }
 
@@ -174,6 +177,7 @@ impl Default for TrainConfig {
             metric: "recall@20".into(),
             threads: 0,
             progress: None,
+            evaluate_test: true,
             adam: AdamExtra::default(),
         }
     }

@@ -9,6 +9,7 @@ pub mod backbone;
 pub mod config;
 pub mod data;
 pub mod eval;
+pub mod experiment;
 pub mod ops;
 pub mod pipeline;
 pub mod report;

@@ -45,6 +45,31 @@ enum Command {
         #[arg(long, default_value = "test")]
         split: String,
     },
+    /// Run a grid of variants x seeds and write one table with mean ± std and the change
+    /// against a reference variant (see configs/compare-*.toml).
+    Compare {
+        /// Comparison config: base run config, seeds and [[variant]]s.
+        #[arg(long)]
+        config: PathBuf,
+        /// Extra override applied to every run (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Output directory (default: runs/compare-<config file stem>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Search hyper-parameters on the validation split only, then test the chosen setting once.
+    Tune {
+        /// Tuning config: base run config and a [grid] of key = [values].
+        #[arg(long)]
+        config: PathBuf,
+        /// Extra override applied to every run (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Output directory (default: runs/tune-<config file stem>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Mean ± standard deviation of test metrics over runs, grouped by dataset and model.
     Summarize {
         /// Run directories, or directories containing runs.
@@ -117,6 +142,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let label = format!("{} {} ({split})", cfg.data.name, cfg.model.backbone);
             println!("{}", markdown_table(&[(label, m)]));
         }
+        Command::Compare { config, set, out } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("{}: cannot read", config.display()))?;
+            let cfg: darec::experiment::CompareConfig = toml::from_str(&text)
+                .with_context(|| format!("{}: invalid compare config", config.display()))?;
+            let out =
+                out.unwrap_or_else(|| PathBuf::from(format!("runs/compare-{}", stem(&config))));
+            let md = darec::experiment::compare(&cfg, &set, &out, cli.threads)?;
+            println!("{md}\nwritten to {}", out.join("compare.md").display());
+        }
+        Command::Tune { config, set, out } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("{}: cannot read", config.display()))?;
+            let cfg: darec::experiment::TuneConfig = toml::from_str(&text)
+                .with_context(|| format!("{}: invalid tune config", config.display()))?;
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("runs/tune-{}", stem(&config))));
+            let md = darec::experiment::tune(&cfg, &set, &out, cli.threads)?;
+            println!("{md}\nwritten to {}", out.join("tune.md").display());
+        }
         Command::Summarize { runs } => {
             let dirs = darec::report::find_runs(&runs);
             if dirs.is_empty() {
@@ -153,4 +197,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn stem(p: &std::path::Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "grid".into())
 }

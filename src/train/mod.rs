@@ -155,7 +155,11 @@ pub fn train(
     bar.finish_and_clear();
     let (_, best_epoch, best_valid, weights) = best.expect("at least one validation ran");
     model.restore(&weights)?;
-    let test = evaluate_split(model, ds, "test", cfg)?;
+    let test = if cfg.train.evaluate_test {
+        evaluate_split(model, ds, "test", cfg)?
+    } else {
+        Metrics { n_users: 0, values: Default::default() }
+    };
     run.log(&EvalLine {
         epoch: best_epoch,
         split: "test",

@@ -61,7 +61,7 @@ fn whole_number(s: &str) -> Option<u32> {
     (v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64).then_some(v as u32)
 }
 
-fn column<'a>(f: &'a Features, names: &[&str]) -> Option<&'a str> {
+fn column(f: &Features, names: &[&'static str]) -> Option<&'static str> {
     names
         .iter()
         .find(|n| f.columns.iter().any(|c| c == *n))

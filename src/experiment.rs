@@ -1,0 +1,295 @@
+//! Grids of runs: `darec compare` (variants x seeds, mean ± std and the change against a
+//! reference variant) and `darec tune` (a hyper-parameter grid scored on validation only,
+//! then the chosen setting tested once).
+//!
+//! Each run is a child `darec train` process with its own run directory, so runs are
+//! isolated (peak memory is per run), an interrupted grid resumes by skipping finished
+//! runs, and every run can be inspected or re-evaluated on its own.
+
+use crate::eval::Metrics;
+use crate::report::{mean_std, short};
+use crate::run::{write_atomic, write_json};
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `darec compare` configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareConfig {
+    /// Run config every variant starts from.
+    pub base: PathBuf,
+    /// Overrides applied to every variant (e.g. `align.vectors=...`).
+    #[serde(default)]
+    pub set: Vec<String>,
+    pub seeds: Vec<u64>,
+    /// Name of the variant the others are compared with (default: the first).
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// Metric for the significance column.
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    #[serde(rename = "variant")]
+    pub variants: Vec<Variant>,
+}
+
+fn default_metric() -> String {
+    "recall@20".into()
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+/// What one finished run reports back.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRecord {
+    pub variant: String,
+    pub seed: u64,
+    pub dir: PathBuf,
+    pub valid: Metrics,
+    pub test: Metrics,
+    pub epoch_seconds: Option<f64>,
+    pub peak_rss_mib: Option<f64>,
+    pub best_epoch: Option<usize>,
+}
+
+fn read_record(variant: &str, seed: u64, dir: &Path) -> anyhow::Result<RunRecord> {
+    let p = dir.join("metrics.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("{}", p.display()))?)?;
+    let metrics = |k: &str| -> anyhow::Result<Metrics> { Ok(serde_json::from_value(v[k].clone())?) };
+    let t = &v["training"];
+    Ok(RunRecord {
+        variant: variant.into(),
+        seed,
+        dir: dir.to_path_buf(),
+        valid: metrics("valid")?,
+        test: metrics("test")?,
+        epoch_seconds: t["epoch_seconds"].as_f64(),
+        peak_rss_mib: t["peak_rss_mib"].as_f64(),
+        best_epoch: t["best_epoch"].as_u64().map(|x| x as usize),
+    })
+}
+
+/// Runs `darec train` in a child process unless `dir` already holds a finished run.
+pub fn run_child(base: &Path, sets: &[String], dir: &Path, threads: Option<usize>) -> anyhow::Result<()> {
+    if dir.join("metrics.json").exists() {
+        tracing::info!("{}: already finished, skipped", dir.display());
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("cannot find the darec executable")?;
+    let mut cmd = Command::new(exe);
+    if let Some(t) = threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
+    cmd.args(["--log", "warn", "train", "--config"]).arg(base).arg("--out").arg(dir);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    tracing::info!("training {}", dir.display());
+    let status = cmd.status().context("cannot start darec train")?;
+    if !status.success() {
+        bail!("run {} failed ({status}); see the messages above", dir.display());
+    }
+    Ok(())
+}
+
+/// Runs the whole comparison grid and writes `compare.md` / `compare.json` into `out`.
+pub fn compare(cfg: &CompareConfig, extra: &[String], out: &Path, threads: Option<usize>) -> anyhow::Result<String> {
+    if cfg.variants.is_empty() || cfg.seeds.is_empty() {
+        bail!("compare: needs at least one [[variant]] and one seed");
+    }
+    let mut records = Vec::new();
+    for v in &cfg.variants {
+        for &seed in &cfg.seeds {
+            let dir = out.join(format!("{}-s{seed}", slug(&v.name)));
+            let mut sets = cfg.set.clone();
+            sets.extend(extra.iter().cloned());
+            sets.extend(v.set.iter().cloned());
+            sets.push(format!("train.seed={seed}"));
+            sets.push("train.progress=false".into());
+            run_child(&cfg.base, &sets, &dir, threads)?;
+            records.push(read_record(&v.name, seed, &dir)?);
+        }
+    }
+    let reference = cfg.reference.clone().unwrap_or_else(|| cfg.variants[0].name.clone());
+    let names: Vec<String> = cfg.variants.iter().map(|v| v.name.clone()).collect();
+    let md = compare_table(&records, &names, &reference, &cfg.metric);
+    write_atomic(&out.join("compare.md"), md.as_bytes())?;
+    write_json(&out.join("compare.json"), &records)?;
+    Ok(md)
+}
+
+fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect::<String>().to_lowercase()
+}
+
+/// The comparison table: mean ± std of the six main metrics per variant, the relative
+/// change of each mean against the reference, time per epoch and peak memory, and whether
+/// the difference in `metric` is larger than twice its standard error.
+pub fn compare_table(records: &[RunRecord], names: &[String], reference: &str, metric: &str) -> String {
+    let keys = crate::report::MAIN_KEYS;
+    let values = |name: &str, key: &str| -> Vec<f64> {
+        records.iter().filter(|r| r.variant == name).filter_map(|r| r.test.get(key)).collect()
+    };
+    let mut s = String::from("| variant | seeds |");
+    for k in keys {
+        s.push_str(&format!(" {} |", short(k)));
+    }
+    s.push_str(" s/epoch | peak MiB |\n|---|---|");
+    s.push_str(&"---|".repeat(keys.len() + 2));
+    s.push('\n');
+    for name in names {
+        let n = records.iter().filter(|r| &r.variant == name).count();
+        s.push_str(&format!("| {name} | {n} |"));
+        for k in keys {
+            let (m, sd) = mean_std(&values(name, k));
+            let (rm, _) = mean_std(&values(reference, k));
+            let rel = if name != reference && rm > 0.0 { format!(" ({:+.1}%)", 100.0 * (m - rm) / rm) } else { String::new() };
+            s.push_str(&format!(" {m:.4} ± {sd:.4}{rel} |"));
+        }
+        let ep: Vec<f64> = records.iter().filter(|r| &r.variant == name).filter_map(|r| r.epoch_seconds).collect();
+        let mem: Vec<f64> = records.iter().filter(|r| &r.variant == name).filter_map(|r| r.peak_rss_mib).collect();
+        s.push_str(&format!(" {:.2} | {:.0} |\n", mean_std(&ep).0, mem.iter().cloned().fold(f64::NAN, f64::max)));
+    }
+    s.push_str(&format!(
+        "\nTest metrics, mean ± sample standard deviation over seeds; (±x%) is the change of the mean against `{reference}`.\n\n"
+    ));
+    s.push_str(&format!("| variant | Δ {} vs {reference} | standard error | beyond 2 SE? |\n|---|---|---|---|\n", short(metric)));
+    let (rm, rsd) = mean_std(&values(reference, metric));
+    let rn = values(reference, metric).len() as f64;
+    for name in names.iter().filter(|n| n.as_str() != reference) {
+        let xs = values(name, metric);
+        let (m, sd) = mean_std(&xs);
+        let se = (sd * sd / xs.len().max(1) as f64 + rsd * rsd / rn.max(1.0)).sqrt();
+        let diff = m - rm;
+        s.push_str(&format!("| {name} | {diff:+.4} | {se:.4} | {} |\n", if diff.abs() > 2.0 * se { "yes" } else { "no" }));
+    }
+    s
+}
+
+/// `darec tune` configuration: a grid over config keys, scored on validation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TuneConfig {
+    pub base: PathBuf,
+    #[serde(default)]
+    pub set: Vec<String>,
+    /// Seed of every tuning run.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Validation metric to maximise.
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    /// `key = [values...]`; every combination is tried (in order).
+    pub grid: toml::Table,
+    /// Try only this many combinations, drawn at random from the grid (seeded).
+    #[serde(default)]
+    pub samples: Option<usize>,
+}
+
+fn default_seed() -> u64 {
+    2024
+}
+
+/// All `key=value` assignment lists of the grid.
+pub fn grid_points(grid: &toml::Table) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut points: Vec<Vec<String>> = vec![Vec::new()];
+    for (key, values) in grid {
+        let values = values.as_array().with_context(|| format!("tune grid `{key}` must be a list of values"))?;
+        if values.is_empty() {
+            bail!("tune grid `{key}` is empty");
+        }
+        let mut next = Vec::new();
+        for p in &points {
+            for v in values {
+                let mut q = p.clone();
+                q.push(format!("{key}={v}"));
+                next.push(q);
+            }
+        }
+        points = next;
+    }
+    Ok(points)
+}
+
+/// Runs the grid without touching the test split, picks the best validation score, then
+/// evaluates that single setting on test.
+pub fn tune(cfg: &TuneConfig, extra: &[String], out: &Path, threads: Option<usize>) -> anyhow::Result<String> {
+    let mut points = grid_points(&cfg.grid)?;
+    if let Some(k) = cfg.samples {
+        let mut rng = crate::rng::Rng::derive(cfg.seed, "tune");
+        let pick = rng.sample_distinct(points.len(), k);
+        points = pick.into_iter().map(|i| points[i].clone()).collect();
+    }
+    let mut rows = Vec::new();
+    for (i, p) in points.iter().enumerate() {
+        let dir = out.join(format!("trial-{i:03}"));
+        let mut sets = cfg.set.clone();
+        sets.extend(extra.iter().cloned());
+        sets.extend(p.iter().cloned());
+        sets.push(format!("train.seed={}", cfg.seed));
+        sets.push("train.evaluate_test=false".into());
+        sets.push("train.progress=false".into());
+        run_child(&cfg.base, &sets, &dir, threads)?;
+        let r = read_record(&format!("trial-{i:03}"), cfg.seed, &dir)?;
+        let score = r.valid.get(&cfg.metric).with_context(|| format!("{}: no validation {}", dir.display(), cfg.metric))?;
+        rows.push((p.join(" "), score, dir));
+    }
+    let best = rows
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
+        .map(|(i, _)| i)
+        .context("tune: no trials")?;
+    let (_, test) = crate::pipeline::eval_run(&rows[best].2, "test")?;
+    let mut s = format!("| trial | setting | validation {} |\n|---|---|---|\n", short(&cfg.metric));
+    for (i, (setting, score, _)) in rows.iter().enumerate() {
+        let mark = if i == best { " **best**" } else { "" };
+        s.push_str(&format!("| {i} | `{setting}` | {score:.4}{mark} |\n"));
+    }
+    s.push_str(&format!("\nChosen on validation: `{}`. Its test metrics (evaluated once):\n\n", rows[best].0));
+    s.push_str(&crate::eval::markdown_table(&[("chosen".into(), test.clone())]));
+    write_atomic(&out.join("tune.md"), s.as_bytes())?;
+    write_json(&out.join("tune.json"), &serde_json::json!({"best": rows[best].0, "test": test, "trials": rows.iter().map(|r| serde_json::json!({"setting": r.0, "valid": r.1})).collect::<Vec<_>>()}))?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_points_enumerate_every_combination() {
+        let grid: toml::Table = toml::from_str("\"a.x\" = [1, 2]\n\"b.y\" = [\"p\", \"q\", \"r\"]").unwrap();
+        let p = grid_points(&grid).unwrap();
+        assert_eq!(p.len(), 6);
+        assert_eq!(p[0], vec!["a.x=1".to_string(), "b.y=\"p\"".to_string()]);
+        assert!(grid_points(&toml::from_str("k = 3").unwrap()).is_err());
+    }
+
+    #[test]
+    fn compare_table_relative_change_and_significance() {
+        let m = |r: f64| Metrics { n_users: 1, values: crate::report::MAIN_KEYS.iter().map(|k| (k.to_string(), r)).collect() };
+        let rec = |v: &str, r: f64| RunRecord {
+            variant: v.into(),
+            seed: 0,
+            dir: PathBuf::new(),
+            valid: m(r),
+            test: m(r),
+            epoch_seconds: Some(1.0),
+            peak_rss_mib: Some(100.0),
+            best_epoch: Some(3),
+        };
+        let records = vec![rec("base", 0.10), rec("base", 0.12), rec("new", 0.20), rec("new", 0.22)];
+        let t = compare_table(&records, &["base".into(), "new".into()], "base", "recall@20");
+        // new mean 0.21 vs 0.11: +90.9%
+        assert!(t.contains("0.2100 ± 0.0141 (+90.9%)"), "{t}");
+        assert!(t.contains("| new | +0.1000 | 0.0141 | yes |"), "{t}");
+    }
+}

@@ -1,0 +1,180 @@
+//! [`SemanticVectors`]: the `e_L` matrices of users and items (SPEC section 1), stored as
+//! safetensors with tensors `users` `[n_users, dim]` and `items` `[n_items, dim]` (f32) and
+//! metadata `model`, `source`, `dim`, `n_users`, `n_items`. Rows follow the dataset's
+//! internal ids. Files are written to a temporary name and renamed into place.
+
+use crate::data::{DataError, Dataset};
+use candle_core::{Device, Tensor};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// User and item vectors `e_L`, row `i` = internal id `i`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SemanticVectors {
+    /// Row-major `[n_users, dim]`.
+    pub users: Vec<f32>,
+    /// Row-major `[n_items, dim]`.
+    pub items: Vec<f32>,
+    pub n_users: usize,
+    pub n_items: usize,
+    pub dim: usize,
+    /// Embedding model that produced the vectors (e.g. `all-MiniLM-L6-v2`).
+    pub model: String,
+    /// Where the texts (or vectors) came from (e.g. `template`, `import:...`).
+    pub source: String,
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The first non-finite value of a row-major matrix: `(row, column, value)`.
+pub(crate) fn first_non_finite(data: &[f32], dim: usize) -> Option<(usize, usize, f32)> {
+    let k = data.iter().position(|v| !v.is_finite())?;
+    Some((k / dim.max(1), k % dim.max(1), data[k]))
+}
+
+impl SemanticVectors {
+    /// Row `i` of the user matrix.
+    pub fn user(&self, i: usize) -> &[f32] {
+        &self.users[i * self.dim..(i + 1) * self.dim]
+    }
+    /// Row `i` of the item matrix.
+    pub fn item(&self, i: usize) -> &[f32] {
+        &self.items[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Checks that the buffers match the declared shape and every value is finite.
+    pub fn validate(&self) -> Result<(), DataError> {
+        for (what, data, n) in [
+            ("users", &self.users, self.n_users),
+            ("items", &self.items, self.n_items),
+        ] {
+            if data.len() != n * self.dim {
+                return Err(DataError::Invalid(format!(
+                    "semantic vectors: `{what}` holds {} values, expected {n} x {} = {}",
+                    data.len(),
+                    self.dim,
+                    n * self.dim
+                )));
+            }
+            if let Some((r, c, v)) = first_non_finite(data, self.dim) {
+                return Err(DataError::Invalid(format!(
+                    "semantic vectors: `{what}` row {r} (column {c}) is {v}: vectors must be finite"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the vectors as safetensors, atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        self.validate()?;
+        let users = f32_bytes(&self.users);
+        let items = f32_bytes(&self.items);
+        let tensors = vec![
+            (
+                "users",
+                TensorView::new(Dtype::F32, vec![self.n_users, self.dim], &users)?,
+            ),
+            (
+                "items",
+                TensorView::new(Dtype::F32, vec![self.n_items, self.dim], &items)?,
+            ),
+        ];
+        let meta: HashMap<String, String> = [
+            ("model", self.model.clone()),
+            ("source", self.source.clone()),
+            ("dim", self.dim.to_string()),
+            ("n_users", self.n_users.to_string()),
+            ("n_items", self.n_items.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let bytes = safetensors::serialize(tensors, Some(meta))?;
+        crate::run::write_atomic(path, &bytes)
+    }
+
+    /// Reads vectors written by [`Self::save`] (metadata and tensor shapes must agree).
+    pub fn load(path: &Path) -> Result<Self, DataError> {
+        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        let bad = |m: String| DataError::file(path, m);
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let text = |k: &str| {
+            meta.get(k)
+                .cloned()
+                .ok_or_else(|| bad(format!("metadata `{k}` is missing")))
+        };
+        let number = |k: &str| -> Result<usize, DataError> {
+            let v = text(k)?;
+            v.parse()
+                .map_err(|_| bad(format!("metadata `{k}` = `{v}` is not a whole number")))
+        };
+        let (dim, n_users, n_items) = (number("dim")?, number("n_users")?, number("n_items")?);
+        let matrix = |name: &str, rows: usize| -> Result<Vec<f32>, DataError> {
+            let t = st
+                .tensor(name)
+                .map_err(|_| bad(format!("tensor `{name}` is missing")))?;
+            if t.dtype() != Dtype::F32 {
+                return Err(bad(format!(
+                    "tensor `{name}` has dtype {:?}, expected F32",
+                    t.dtype()
+                )));
+            }
+            if t.shape() != [rows, dim] {
+                return Err(bad(format!(
+                    "tensor `{name}` has shape {:?}, metadata says [{rows}, {dim}]",
+                    t.shape()
+                )));
+            }
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        };
+        let v = Self {
+            users: matrix("users", n_users)?,
+            items: matrix("items", n_items)?,
+            n_users,
+            n_items,
+            dim,
+            model: text("model")?,
+            source: text("source")?,
+        };
+        v.validate().map_err(|e| bad(e.to_string()))?;
+        Ok(v)
+    }
+
+    /// Checks that there is one row per user and per item of `ds` and that every value is
+    /// finite (naming the first bad row).
+    pub fn check_against(&self, ds: &Dataset) -> Result<(), DataError> {
+        if self.n_users != ds.n_users() || self.n_items != ds.n_items() {
+            return Err(DataError::Invalid(format!(
+                "semantic vectors ({}, {}) have {} user rows and {} item rows, but dataset `{}` \
+                 has {} users and {} items: embed this dataset's profiles again",
+                self.model,
+                self.source,
+                self.n_users,
+                self.n_items,
+                ds.name,
+                ds.n_users(),
+                ds.n_items()
+            )));
+        }
+        self.validate()?;
+        Ok(())
+    }
+
+    /// `(users [n_users, dim], items [n_items, dim])` as f32 tensors on `device`.
+    pub fn to_tensors(&self, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+        let u = Tensor::from_slice(&self.users, (self.n_users, self.dim), device)?;
+        let i = Tensor::from_slice(&self.items, (self.n_items, self.dim), device)?;
+        Ok((u, i))
+    }
+}
