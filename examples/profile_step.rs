@@ -1,27 +1,47 @@
-//! Rough per-part timing of one training step on RLMRec amazon (development aid).
-use candle_core::{Device, Tensor, Var};
-use darec::backbone::Mode;
+//! Rough timing of training steps on RLMRec amazon for a backbone and an alignment, with
+//! random 384-d semantic vectors (development aid; the benchmark is benches/lightgcn.rs).
+//! `cargo run --release --example profile_step -- lightgcn darec`
+use candle_core::{Device, Tensor};
+use darec::align::{AlignConfig, AlignKind, SemanticTables};
 use darec::config::Config;
 use darec::data::load::load_dataset;
+use darec::rng::Rng;
 use darec::train::batch::Batch;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let backbone = args.get(1).cloned().unwrap_or("lightgcn".into());
+    let align = args.get(2).cloned().unwrap_or("none".into());
     let cfg = Config::load(
         None,
         &[
             "data.name=amazon".into(),
-            "data.rlmrec_format=\"tsv\"".into(),
-            format!(
-                "model.backbone=\"{}\"",
-                std::env::args().nth(1).unwrap_or("lightgcn".into())
-            ),
+            format!("model.backbone=\"{backbone}\""),
         ],
     )?;
     let ds = load_dataset(&cfg.data)?;
+    let dev = Device::Cpu;
     let mut model =
-        darec::train::Model::build(&cfg, &ds, Box::new(darec::align::NoAlignment), &Device::Cpu)?;
-    let mut rng = darec::rng::Rng::new(1);
+        darec::train::Model::build(&cfg, &ds, Box::new(darec::align::NoAlignment), &dev)?;
+    let kind: AlignKind = serde_json::from_str(&format!("\"{align}\""))?;
+    if kind != AlignKind::None {
+        let mut r = Rng::new(3);
+        let mut rand = |n: usize| {
+            Tensor::from_vec(
+                (0..n * 384).map(|_| r.f32() - 0.5).collect::<Vec<_>>(),
+                (n, 384),
+                &dev,
+            )
+        };
+        let sem = SemanticTables::new(rand(ds.n_users())?, rand(ds.n_items())?)?;
+        let acfg = AlignConfig {
+            kind,
+            ..Default::default()
+        };
+        model.align = darec::align::build(&acfg, Some(sem), 32, 32, &dev, &mut Rng::new(1))?;
+    }
+    let mut rng = Rng::new(1);
     let triples: Vec<(u32, u32, u32)> = (0..4096)
         .map(|k| {
             (
@@ -31,40 +51,32 @@ fn main() -> anyhow::Result<()> {
             )
         })
         .collect();
-    let batch = Batch::new(&triples, ds.n_users(), &Device::Cpu)?;
-    let params: Vec<Var> = model.params().into_iter().map(|p| p.1).collect();
+    let batch = Batch::new(&triples, ds.n_users(), &dev)?;
+    let params: Vec<_> = model.params().into_iter().map(|p| p.1).collect();
     let mut adam = darec::ops::Adam::new(params, Default::default())?;
-    let mut t = [0f64; 5];
-    let n = 20;
+    let n = 10;
+    let (mut tf, mut tb, mut ta) = (0.0, 0.0, 0.0);
     for _ in 0..n {
         let t0 = Instant::now();
-        let ego = model.backbone.ego()?;
-        let nodes = model.backbone.encode(&ego, &mut Mode::Train(&mut rng))?;
-        let t1 = Instant::now();
-        let loss = darec::train::loss::bpr(&nodes, &batch)?;
-        let t2 = Instant::now();
-        let g = loss.backward()?;
-        let t3 = Instant::now();
-        adam.step(&g)?;
-        let t4 = Instant::now();
-        let _ = model.step_losses(&batch, &mut rng)?;
-        let t5 = Instant::now();
-        for (k, (a, b)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)]
-            .iter()
-            .enumerate()
-        {
-            t[k] += (*b - *a).as_secs_f64() * 1000.0 / n as f64;
+        let terms = model.step_losses(&batch, &mut rng)?;
+        let mut total = terms[0].value.clone();
+        for t in &terms[1..] {
+            total = (total + &t.value)?;
         }
+        let t1 = Instant::now();
+        let g = total.backward()?;
+        let t2 = Instant::now();
+        adam.step(&g)?;
+        tf += (t1 - t0).as_secs_f64();
+        tb += (t2 - t1).as_secs_f64();
+        ta += t2.elapsed().as_secs_f64();
     }
+    let ms = |x: f64| x * 1000.0 / n as f64;
     println!(
-        "encode {:.2} ms, bpr {:.2} ms, backward {:.2} ms, adam {:.2} ms, step_losses {:.2} ms",
-        t[0], t[1], t[2], t[3], t[4]
+        "{backbone}+{align}: forward+losses {:.1} ms, backward {:.1} ms, adam {:.1} ms per step",
+        ms(tf),
+        ms(tb),
+        ms(ta)
     );
-    let x = Tensor::zeros((20332, 32), candle_core::DType::F32, &Device::Cpu)?;
-    let t0 = Instant::now();
-    for _ in 0..20 {
-        let _ = (&x + &x)?;
-    }
-    println!("add [20k,32]: {:.2} ms", t0.elapsed().as_secs_f64() * 50.0);
     Ok(())
 }

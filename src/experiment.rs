@@ -61,8 +61,11 @@ pub struct RunRecord {
 
 fn read_record(variant: &str, seed: u64, dir: &Path) -> anyhow::Result<RunRecord> {
     let p = dir.join("metrics.json");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("{}", p.display()))?)?;
-    let metrics = |k: &str| -> anyhow::Result<Metrics> { Ok(serde_json::from_value(v[k].clone())?) };
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&p).with_context(|| format!("{}", p.display()))?,
+    )?;
+    let metrics =
+        |k: &str| -> anyhow::Result<Metrics> { Ok(serde_json::from_value(v[k].clone())?) };
     let t = &v["training"];
     Ok(RunRecord {
         variant: variant.into(),
@@ -77,7 +80,12 @@ fn read_record(variant: &str, seed: u64, dir: &Path) -> anyhow::Result<RunRecord
 }
 
 /// Runs `darec train` in a child process unless `dir` already holds a finished run.
-pub fn run_child(base: &Path, sets: &[String], dir: &Path, threads: Option<usize>) -> anyhow::Result<()> {
+pub fn run_child(
+    base: &Path,
+    sets: &[String],
+    dir: &Path,
+    threads: Option<usize>,
+) -> anyhow::Result<()> {
     if dir.join("metrics.json").exists() {
         tracing::info!("{}: already finished, skipped", dir.display());
         return Ok(());
@@ -87,20 +95,31 @@ pub fn run_child(base: &Path, sets: &[String], dir: &Path, threads: Option<usize
     if let Some(t) = threads {
         cmd.args(["--threads", &t.to_string()]);
     }
-    cmd.args(["--log", "warn", "train", "--config"]).arg(base).arg("--out").arg(dir);
+    cmd.args(["--log", "warn", "train", "--config"])
+        .arg(base)
+        .arg("--out")
+        .arg(dir);
     for s in sets {
         cmd.args(["--set", s]);
     }
     tracing::info!("training {}", dir.display());
     let status = cmd.status().context("cannot start darec train")?;
     if !status.success() {
-        bail!("run {} failed ({status}); see the messages above", dir.display());
+        bail!(
+            "run {} failed ({status}); see the messages above",
+            dir.display()
+        );
     }
     Ok(())
 }
 
 /// Runs the whole comparison grid and writes `compare.md` / `compare.json` into `out`.
-pub fn compare(cfg: &CompareConfig, extra: &[String], out: &Path, threads: Option<usize>) -> anyhow::Result<String> {
+pub fn compare(
+    cfg: &CompareConfig,
+    extra: &[String],
+    out: &Path,
+    threads: Option<usize>,
+) -> anyhow::Result<String> {
     if cfg.variants.is_empty() || cfg.seeds.is_empty() {
         bail!("compare: needs at least one [[variant]] and one seed");
     }
@@ -117,7 +136,10 @@ pub fn compare(cfg: &CompareConfig, extra: &[String], out: &Path, threads: Optio
             records.push(read_record(&v.name, seed, &dir)?);
         }
     }
-    let reference = cfg.reference.clone().unwrap_or_else(|| cfg.variants[0].name.clone());
+    let reference = cfg
+        .reference
+        .clone()
+        .unwrap_or_else(|| cfg.variants[0].name.clone());
     let names: Vec<String> = cfg.variants.iter().map(|v| v.name.clone()).collect();
     let md = compare_table(&records, &names, &reference, &cfg.metric);
     write_atomic(&out.join("compare.md"), md.as_bytes())?;
@@ -126,16 +148,34 @@ pub fn compare(cfg: &CompareConfig, extra: &[String], out: &Path, threads: Optio
 }
 
 fn slug(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect::<String>().to_lowercase()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .to_lowercase()
 }
 
 /// The comparison table: mean ± std of the six main metrics per variant, the relative
 /// change of each mean against the reference, time per epoch and peak memory, and whether
 /// the difference in `metric` is larger than twice its standard error.
-pub fn compare_table(records: &[RunRecord], names: &[String], reference: &str, metric: &str) -> String {
+pub fn compare_table(
+    records: &[RunRecord],
+    names: &[String],
+    reference: &str,
+    metric: &str,
+) -> String {
     let keys = crate::report::MAIN_KEYS;
     let values = |name: &str, key: &str| -> Vec<f64> {
-        records.iter().filter(|r| r.variant == name).filter_map(|r| r.test.get(key)).collect()
+        records
+            .iter()
+            .filter(|r| r.variant == name)
+            .filter_map(|r| r.test.get(key))
+            .collect()
     };
     let mut s = String::from("| variant | seeds |");
     for k in keys {
@@ -150,17 +190,36 @@ pub fn compare_table(records: &[RunRecord], names: &[String], reference: &str, m
         for k in keys {
             let (m, sd) = mean_std(&values(name, k));
             let (rm, _) = mean_std(&values(reference, k));
-            let rel = if name != reference && rm > 0.0 { format!(" ({:+.1}%)", 100.0 * (m - rm) / rm) } else { String::new() };
+            let rel = if name != reference && rm > 0.0 {
+                format!(" ({:+.1}%)", 100.0 * (m - rm) / rm)
+            } else {
+                String::new()
+            };
             s.push_str(&format!(" {m:.4} ± {sd:.4}{rel} |"));
         }
-        let ep: Vec<f64> = records.iter().filter(|r| &r.variant == name).filter_map(|r| r.epoch_seconds).collect();
-        let mem: Vec<f64> = records.iter().filter(|r| &r.variant == name).filter_map(|r| r.peak_rss_mib).collect();
-        s.push_str(&format!(" {:.2} | {:.0} |\n", mean_std(&ep).0, mem.iter().cloned().fold(f64::NAN, f64::max)));
+        let ep: Vec<f64> = records
+            .iter()
+            .filter(|r| &r.variant == name)
+            .filter_map(|r| r.epoch_seconds)
+            .collect();
+        let mem: Vec<f64> = records
+            .iter()
+            .filter(|r| &r.variant == name)
+            .filter_map(|r| r.peak_rss_mib)
+            .collect();
+        s.push_str(&format!(
+            " {:.2} | {:.0} |\n",
+            mean_std(&ep).0,
+            mem.iter().cloned().fold(f64::NAN, f64::max)
+        ));
     }
     s.push_str(&format!(
         "\nTest metrics, mean ± sample standard deviation over seeds; (±x%) is the change of the mean against `{reference}`.\n\n"
     ));
-    s.push_str(&format!("| variant | Δ {} vs {reference} | standard error | beyond 2 SE? |\n|---|---|---|---|\n", short(metric)));
+    s.push_str(&format!(
+        "| variant | Δ {} vs {reference} | standard error | beyond 2 SE? |\n|---|---|---|---|\n",
+        short(metric)
+    ));
     let (rm, rsd) = mean_std(&values(reference, metric));
     let rn = values(reference, metric).len() as f64;
     for name in names.iter().filter(|n| n.as_str() != reference) {
@@ -168,7 +227,10 @@ pub fn compare_table(records: &[RunRecord], names: &[String], reference: &str, m
         let (m, sd) = mean_std(&xs);
         let se = (sd * sd / xs.len().max(1) as f64 + rsd * rsd / rn.max(1.0)).sqrt();
         let diff = m - rm;
-        s.push_str(&format!("| {name} | {diff:+.4} | {se:.4} | {} |\n", if diff.abs() > 2.0 * se { "yes" } else { "no" }));
+        s.push_str(&format!(
+            "| {name} | {diff:+.4} | {se:.4} | {} |\n",
+            if diff.abs() > 2.0 * se { "yes" } else { "no" }
+        ));
     }
     s
 }
@@ -201,7 +263,9 @@ fn default_seed() -> u64 {
 pub fn grid_points(grid: &toml::Table) -> anyhow::Result<Vec<Vec<String>>> {
     let mut points: Vec<Vec<String>> = vec![Vec::new()];
     for (key, values) in grid {
-        let values = values.as_array().with_context(|| format!("tune grid `{key}` must be a list of values"))?;
+        let values = values
+            .as_array()
+            .with_context(|| format!("tune grid `{key}` must be a list of values"))?;
         if values.is_empty() {
             bail!("tune grid `{key}` is empty");
         }
@@ -220,7 +284,12 @@ pub fn grid_points(grid: &toml::Table) -> anyhow::Result<Vec<Vec<String>>> {
 
 /// Runs the grid without touching the test split, picks the best validation score, then
 /// evaluates that single setting on test.
-pub fn tune(cfg: &TuneConfig, extra: &[String], out: &Path, threads: Option<usize>) -> anyhow::Result<String> {
+pub fn tune(
+    cfg: &TuneConfig,
+    extra: &[String],
+    out: &Path,
+    threads: Option<usize>,
+) -> anyhow::Result<String> {
     let mut points = grid_points(&cfg.grid)?;
     if let Some(k) = cfg.samples {
         let mut rng = crate::rng::Rng::derive(cfg.seed, "tune");
@@ -238,7 +307,10 @@ pub fn tune(cfg: &TuneConfig, extra: &[String], out: &Path, threads: Option<usiz
         sets.push("train.progress=false".into());
         run_child(&cfg.base, &sets, &dir, threads)?;
         let r = read_record(&format!("trial-{i:03}"), cfg.seed, &dir)?;
-        let score = r.valid.get(&cfg.metric).with_context(|| format!("{}: no validation {}", dir.display(), cfg.metric))?;
+        let score = r
+            .valid
+            .get(&cfg.metric)
+            .with_context(|| format!("{}: no validation {}", dir.display(), cfg.metric))?;
         rows.push((p.join(" "), score, dir));
     }
     let best = rows
@@ -248,15 +320,27 @@ pub fn tune(cfg: &TuneConfig, extra: &[String], out: &Path, threads: Option<usiz
         .map(|(i, _)| i)
         .context("tune: no trials")?;
     let (_, test) = crate::pipeline::eval_run(&rows[best].2, "test")?;
-    let mut s = format!("| trial | setting | validation {} |\n|---|---|---|\n", short(&cfg.metric));
+    let mut s = format!(
+        "| trial | setting | validation {} |\n|---|---|---|\n",
+        short(&cfg.metric)
+    );
     for (i, (setting, score, _)) in rows.iter().enumerate() {
         let mark = if i == best { " **best**" } else { "" };
         s.push_str(&format!("| {i} | `{setting}` | {score:.4}{mark} |\n"));
     }
-    s.push_str(&format!("\nChosen on validation: `{}`. Its test metrics (evaluated once):\n\n", rows[best].0));
-    s.push_str(&crate::eval::markdown_table(&[("chosen".into(), test.clone())]));
+    s.push_str(&format!(
+        "\nChosen on validation: `{}`. Its test metrics (evaluated once):\n\n",
+        rows[best].0
+    ));
+    s.push_str(&crate::eval::markdown_table(&[(
+        "chosen".into(),
+        test.clone(),
+    )]));
     write_atomic(&out.join("tune.md"), s.as_bytes())?;
-    write_json(&out.join("tune.json"), &serde_json::json!({"best": rows[best].0, "test": test, "trials": rows.iter().map(|r| serde_json::json!({"setting": r.0, "valid": r.1})).collect::<Vec<_>>()}))?;
+    write_json(
+        &out.join("tune.json"),
+        &serde_json::json!({"best": rows[best].0, "test": test, "trials": rows.iter().map(|r| serde_json::json!({"setting": r.0, "valid": r.1})).collect::<Vec<_>>()}),
+    )?;
     Ok(s)
 }
 
@@ -266,7 +350,8 @@ mod tests {
 
     #[test]
     fn grid_points_enumerate_every_combination() {
-        let grid: toml::Table = toml::from_str("\"a.x\" = [1, 2]\n\"b.y\" = [\"p\", \"q\", \"r\"]").unwrap();
+        let grid: toml::Table =
+            toml::from_str("\"a.x\" = [1, 2]\n\"b.y\" = [\"p\", \"q\", \"r\"]").unwrap();
         let p = grid_points(&grid).unwrap();
         assert_eq!(p.len(), 6);
         assert_eq!(p[0], vec!["a.x=1".to_string(), "b.y=\"p\"".to_string()]);
@@ -275,7 +360,13 @@ mod tests {
 
     #[test]
     fn compare_table_relative_change_and_significance() {
-        let m = |r: f64| Metrics { n_users: 1, values: crate::report::MAIN_KEYS.iter().map(|k| (k.to_string(), r)).collect() };
+        let m = |r: f64| Metrics {
+            n_users: 1,
+            values: crate::report::MAIN_KEYS
+                .iter()
+                .map(|k| (k.to_string(), r))
+                .collect(),
+        };
         let rec = |v: &str, r: f64| RunRecord {
             variant: v.into(),
             seed: 0,
@@ -286,8 +377,18 @@ mod tests {
             peak_rss_mib: Some(100.0),
             best_epoch: Some(3),
         };
-        let records = vec![rec("base", 0.10), rec("base", 0.12), rec("new", 0.20), rec("new", 0.22)];
-        let t = compare_table(&records, &["base".into(), "new".into()], "base", "recall@20");
+        let records = vec![
+            rec("base", 0.10),
+            rec("base", 0.12),
+            rec("new", 0.20),
+            rec("new", 0.22),
+        ];
+        let t = compare_table(
+            &records,
+            &["base".into(), "new".into()],
+            "base",
+            "recall@20",
+        );
         // new mean 0.21 vs 0.11: +90.9%
         assert!(t.contains("0.2100 ± 0.0141 (+90.9%)"), "{t}");
         assert!(t.contains("| new | +0.1000 | 0.0141 | yes |"), "{t}");

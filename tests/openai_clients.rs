@@ -87,13 +87,9 @@ fn concurrency_overlaps_requests_and_one_means_one() {
         ..cfg(&srv)
     })
     .unwrap();
-    let t = Instant::now();
     assert!(chat.complete_batch(&prompts(8)).iter().all(|r| r.is_ok()));
-    let took = t.elapsed();
     let peak = srv.max_in_flight();
     assert!((2..=4).contains(&peak), "peak in flight {peak}");
-    // 8 requests of 100 ms on 4 lanes: well under the 800 ms of one lane.
-    assert!(took < Duration::from_millis(700), "took {took:?}");
 
     let srv1 = MockServer::start(MockConfig {
         latency_ms: 20,
@@ -287,11 +283,15 @@ fn requests_per_minute_spaces_request_starts() {
     assert!(chat.complete_batch(&prompts(5)).iter().all(|r| r.is_ok()));
     let took = t.elapsed();
     assert!(took >= Duration::from_millis(390), "took {took:?}");
+    // Request k cannot reach the server before k spacing intervals have passed.
     let mut at: Vec<Instant> = srv.seen().iter().map(|s| s.at).collect();
     at.sort();
-    for w in at.windows(2) {
-        let gap = w[1] - w[0];
-        assert!(gap >= Duration::from_millis(80), "gap {gap:?}");
+    for (k, a) in at.iter().enumerate() {
+        let since = *a - t;
+        assert!(
+            since >= Duration::from_millis(100 * k as u64),
+            "request {k} at {since:?}"
+        );
     }
 }
 

@@ -4,7 +4,9 @@
 //! real generation), skipped with a note when the model file is missing.
 
 use darec::text::profile::gguf_tokenizer::gguf_tokenizer;
+use darec::text::profile::prompt::{item_prompt, item_system, parse_summarization, user_system};
 use darec::text::profile::smollm::chat_prompt;
+use darec::text::profile::template::Describer;
 use darec::text::profile::LocalGguf;
 use darec::text::ChatRequest;
 use std::path::PathBuf;
@@ -16,7 +18,10 @@ fn gguf_path() -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("note: {} missing; skipping (run scripts/fetch_data.sh)", p.display());
+        eprintln!(
+            "note: {} missing; skipping (run scripts/fetch_data.sh)",
+            p.display()
+        );
         None
     }
 }
@@ -39,33 +44,65 @@ fn gguf_tokenizer_round_trips_and_keeps_special_tokens() {
     assert_eq!(tok.token_to_id("<|im_start|>"), Some(1));
     assert_eq!(tok.token_to_id("<|im_end|>"), Some(2));
     let prompt = chat_prompt("sys", "hi");
-    let ids = tok.encode(prompt.as_str(), false).unwrap().get_ids().to_vec();
+    let ids = tok
+        .encode(prompt.as_str(), false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
     assert_eq!(ids[0], 1, "{ids:?}");
     assert_eq!(ids.iter().filter(|&&i| i == 1).count(), 3, "{ids:?}");
     assert_eq!(ids.iter().filter(|&&i| i == 2).count(), 2, "{ids:?}");
     // smollm pre-tokenizer: digits one by one.
     let ids = tok.encode("1995", false).unwrap().get_ids().to_vec();
     assert_eq!(ids.len(), 4, "{ids:?}");
-    eprintln!("ids of chat prompt: {:?}", tok.encode(prompt.as_str(), false).unwrap().get_ids());
-    eprintln!("tokens: {:?}", tok.encode("Hello world, Toy Story!", false).unwrap().get_tokens());
+    eprintln!(
+        "ids of chat prompt: {:?}",
+        tok.encode(prompt.as_str(), false).unwrap().get_ids()
+    );
+    eprintln!(
+        "tokens: {:?}",
+        tok.encode("Hello world, Toy Story!", false)
+            .unwrap()
+            .get_tokens()
+    );
+}
+
+/// ML-100K from the download cache, or `None` with a note.
+fn ml100k() -> Option<Dataset> {
+    let cfg = darec::config::Config::for_dataset("ml-100k").unwrap();
+    let mut data = cfg.data.clone();
+    data.path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(".cache/data/ml-100k")
+        .display()
+        .to_string();
+    match darec::data::load::load_dataset(&data) {
+        Ok(ds) => Some(ds),
+        Err(e) => {
+            eprintln!("note: ML-100K not available ({e:#}); skipping");
+            None
+        }
+    }
 }
 
 #[test]
-fn smollm2_generates_for_one_item() {
+fn smollm2_generates_for_one_ml100k_item() {
     let Some(path) = gguf_path() else { return };
+    let Some(ds) = ml100k() else { return };
     let t = Instant::now();
     let m = LocalGguf::load(&path).unwrap();
     let load = t.elapsed().as_secs_f64();
+    let d = Describer::new(&ds);
+    let p = item_prompt(&d, 0, ds.item_ids.external(0));
     let req = ChatRequest {
-        system: darec::text::profile::prompt::item_system("movie"),
-        user: "Title: Toy Story\nYear: 1995\nGenres: Animation, Children's, Comedy".into(),
+        system: p.system,
+        user: p.user,
         max_tokens: 40,
         temperature: 0.0,
         seed: 1,
     };
     let g = m.generate(&req).unwrap();
     eprintln!(
-        "load {load:.2}s prompt {} tok prefill {:.2}s gen {} tok {:.2}s ({:.1} tok/s): {}",
+        "load {load:.2}s; prompt {} tok, prefill {:.2}s; {} tok in {:.2}s ({:.1} tok/s): {}",
         g.prompt_tokens,
         g.prefill_seconds,
         g.generated_tokens,
@@ -74,9 +111,12 @@ fn smollm2_generates_for_one_item() {
         g.text
     );
     assert!(g.generated_tokens > 0 && g.generated_tokens <= 40);
-    assert!(!g.text.trim().is_empty());
-    // Greedy is deterministic.
-    assert_eq!(m.generate(&req).unwrap().text, g.text);
+    assert!(g.text.starts_with("{\"summarization\": \""), "{}", g.text);
+    assert!(
+        g.text.len() > "{\"summarization\": \"".len() + 10,
+        "{}",
+        g.text
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -84,8 +124,7 @@ fn smollm2_generates_for_one_item() {
 
 use darec::data::{Dataset, Features, IdMap};
 use darec::text::profile::{
-    read_profiles, write_profiles, ChatWriter, Profile, ProfileKind, ProfileOptions,
-    TemplateWriter,
+    read_profiles, write_profiles, ChatWriter, Profile, ProfileKind, ProfileOptions, TemplateWriter,
 };
 use darec::text::ChatModel;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -212,14 +251,23 @@ fn template_texts_for_ml100k_like_data() {
     let ds = ml100k_like();
     let path = tmp("template");
     let r = write_profiles(&ds, &TemplateWriter, &path, &quiet()).unwrap();
-    assert_eq!((r.items_written, r.users_written, r.reused, r.fallbacks), (4, 3, 0, 0));
+    assert_eq!(
+        (r.items_written, r.users_written, r.reused, r.fallbacks),
+        (4, 3, 0, 0)
+    );
     let ps = read_profiles(&path).unwrap();
     let s = |a: &str, b: &str| (a.to_string(), b.to_string());
     assert_eq!(
         texts(&ps, ProfileKind::Item),
         vec![
-            s("1", "Toy Story (1995). Genres: Animation, Children's, Comedy."),
-            s("2", "GoldenEye (1995). Genres: Action, Adventure, Thriller."),
+            s(
+                "1",
+                "Toy Story (1995). Genres: Animation, Children's, Comedy."
+            ),
+            s(
+                "2",
+                "GoldenEye (1995). Genres: Action, Adventure, Thriller."
+            ),
             s("3", "unknown."),
             s("4", "Secret Valid Movie (1999). Genres: Drama."),
         ]
@@ -240,7 +288,9 @@ fn template_texts_for_ml100k_like_data() {
             s("3", "A user. Liked: no items in the training data."),
         ]
     );
-    assert!(ps.iter().all(|p| p.source == "template" && p.model == "template"));
+    assert!(ps
+        .iter()
+        .all(|p| p.source == "template" && p.model == "template"));
     assert!(ps.iter().all(|p| p.prompt_hash.len() == 64));
     // A second run reuses everything and leaves the file byte-identical.
     let before = std::fs::read(&path).unwrap();
@@ -286,7 +336,10 @@ fn template_texts_spell_out_ml1m_codes() {
     assert!(users[2].1.starts_with(
         "A user aged 56+ (ML-1M age code 56), male, occupation: other or not specified (ML-1M code 0)."
     ));
-    assert_eq!(texts(&ps, ProfileKind::Item)[0].1, "Toy Story (1995). Genres: Animation, Children's, Comedy.");
+    assert_eq!(
+        texts(&ps, ProfileKind::Item)[0].1,
+        "Toy Story (1995). Genres: Animation, Children's, Comedy."
+    );
 }
 
 #[test]
@@ -298,7 +351,10 @@ fn template_without_features_lists_ids() {
     write_profiles(&ds, &TemplateWriter, &path, &quiet()).unwrap();
     let ps = read_profiles(&path).unwrap();
     assert_eq!(texts(&ps, ProfileKind::Item)[0].1, "Item 1.");
-    assert_eq!(texts(&ps, ProfileKind::User)[1].1, "A user. Liked: item 2; item 3.");
+    assert_eq!(
+        texts(&ps, ProfileKind::User)[1].1,
+        "A user. Liked: item 2; item 3."
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -314,11 +370,18 @@ fn user_prompts_list_only_training_items() {
     let reqs = fake.requests.lock().unwrap().clone();
     assert_eq!(reqs.len(), 7);
     // Items come first, then users; user prompts carry item profiles.
-    let users: Vec<&ChatRequest> = reqs.iter().filter(|r| r.system.contains("determine")).collect();
+    let users: Vec<&ChatRequest> = reqs
+        .iter()
+        .filter(|r| r.system == user_system("movie"))
+        .collect();
     assert_eq!(users.len(), 3);
-    assert!(reqs[..4].iter().all(|r| r.system.contains("summarize")));
+    assert!(reqs[..4].iter().all(|r| r.system == item_system("movie")));
     for u in &users {
-        assert!(!u.user.contains("Secret"), "valid/test item leaked: {}", u.user);
+        assert!(
+            !u.user.contains("Secret"),
+            "valid/test item leaked: {}",
+            u.user
+        );
     }
     assert_eq!(
         users[0].user,
@@ -326,7 +389,10 @@ fn user_prompts_list_only_training_items() {
          1. Toy Story (1995) [Animation, Children's, Comedy]: Fans of <Title: Toy Story>\n\
          2. GoldenEye (1995) [Action, Adventure, Thriller]: Fans of <Title: GoldenEye>"
     );
-    assert_eq!(reqs[0].user, "Title: Toy Story\nYear: 1995\nGenres: Animation, Children's, Comedy");
+    assert_eq!(
+        reqs[0].user,
+        "Title: Toy Story\nYear: 1995\nGenres: Animation, Children's, Comedy"
+    );
     let ps = read_profiles(&path).unwrap();
     assert!(ps.iter().all(|p| p.source == "openai" && p.model == "fake"));
     assert_eq!(ps[0].text, "Fans of <Title: Toy Story>");
@@ -356,7 +422,10 @@ fn users_with_many_training_items_list_a_capped_deterministic_sample() {
     // Same seed, same sample.
     let fake2 = FakeChat::new("fake");
     write_profiles(&ds, &ChatWriter::new(&fake2, "openai"), &tmp("cap2"), &opts).unwrap();
-    assert_eq!(fake2.requests.lock().unwrap().last().unwrap().user, user_prompt);
+    assert_eq!(
+        fake2.requests.lock().unwrap().last().unwrap().user,
+        user_prompt
+    );
 }
 
 #[test]
@@ -369,7 +438,13 @@ fn requests_go_out_in_batches() {
         batch_size: 16,
         ..quiet()
     };
-    write_profiles(&ds, &ChatWriter::new(&fake, "openai"), &tmp("batches"), &opts).unwrap();
+    write_profiles(
+        &ds,
+        &ChatWriter::new(&fake, "openai"),
+        &tmp("batches"),
+        &opts,
+    )
+    .unwrap();
     // 40 items in 16+16+8, 3 users in one batch.
     assert_eq!(fake.calls(), 43);
     assert_eq!(fake.batches.load(Ordering::SeqCst), 4);
@@ -391,7 +466,11 @@ fn resume_generates_only_what_is_missing() {
     let r = write_profiles(&ds, &ChatWriter::new(&fake2, "local"), &path, &quiet()).unwrap();
     assert_eq!(fake2.calls(), 1);
     assert_eq!((r.items_written, r.users_written, r.reused), (0, 1, 6));
-    assert_eq!(std::fs::read(&path).unwrap(), full, "compacted file equals the full run");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        full,
+        "compacted file equals the full run"
+    );
     // Lose the last three lines entirely: three generated.
     let keep: Vec<&str> = text.lines().take(4).collect();
     std::fs::write(&path, keep.join("\n") + "\n").unwrap();
@@ -456,9 +535,15 @@ fn unparsable_answers_fall_back_to_the_template() {
     assert_eq!(r.fallbacks, 3);
     let ps = read_profiles(&path).unwrap();
     assert_eq!(ps[1].source, "fallback");
-    assert_eq!(ps[1].text, "GoldenEye (1995). Genres: Action, Adventure, Thriller.");
+    assert_eq!(
+        ps[1].text,
+        "GoldenEye (1995). Genres: Action, Adventure, Thriller."
+    );
     assert_eq!(ps[0].source, "local");
-    let u1 = ps.iter().find(|p| p.kind == ProfileKind::User && p.id == "1").unwrap();
+    let u1 = ps
+        .iter()
+        .find(|p| p.kind == ProfileKind::User && p.id == "1")
+        .unwrap();
     assert_eq!(u1.source, "fallback");
     assert!(u1.text.starts_with("A user aged 24, male"));
     // Fallbacks are cached like any answer: a rerun asks nothing.
@@ -474,7 +559,10 @@ fn a_failed_request_stops_the_run_and_keeps_what_was_written() {
     fake.fail_if_contains = Some("technician".into()); // user 1's prompt
     let err = write_profiles(&ds, &ChatWriter::new(&fake, "openai"), &path, &quiet()).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("User `1`") && msg.contains("server unavailable"), "{msg}");
+    assert!(
+        msg.contains("User `1`") && msg.contains("server unavailable"),
+        "{msg}"
+    );
     // Items and the other two users of the batch were kept.
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 6);
     let fake2 = FakeChat::new("fake");
@@ -500,5 +588,46 @@ fn limits_write_the_first_profiles_and_keep_cached_others() {
     assert_eq!(
         sources,
         ["local", "local", "template", "template", "template", "template", "template"]
+    );
+}
+
+/// The README's sample: SmolLM2 profiles of the first five ML-100K items (greedy, at most
+/// 120 tokens), printed with timings. Slow (~30 s); run with `--ignored --nocapture`.
+#[test]
+#[ignore]
+fn smollm2_profiles_of_five_ml100k_items() {
+    let Some(path) = gguf_path() else { return };
+    let Some(ds) = ml100k() else { return };
+    let m = LocalGguf::load(&path).unwrap();
+    let d = Describer::new(&ds);
+    let (mut toks, mut secs) = (0usize, 0f64);
+    for i in 0..5u32 {
+        let ext = ds.item_ids.external(i);
+        let p = item_prompt(&d, i, ext);
+        let req = ChatRequest {
+            system: p.system,
+            user: p.user.clone(),
+            max_tokens: 120,
+            temperature: 0.0,
+            seed: 0,
+        };
+        let g = m.generate(&req).unwrap();
+        toks += g.generated_tokens;
+        secs += g.decode_seconds;
+        eprintln!(
+            "item {ext} | {} | prompt {} tok, prefill {:.2} s, {} tok in {:.2} s ({:.1} tok/s), parsed: {}\n{}\n",
+            p.user.replace('\n', "; "),
+            g.prompt_tokens,
+            g.prefill_seconds,
+            g.generated_tokens,
+            g.decode_seconds,
+            g.tokens_per_second(),
+            parse_summarization(&g.text).is_some(),
+            g.text
+        );
+    }
+    eprintln!(
+        "overall decode: {toks} tokens in {secs:.2} s = {:.1} tok/s",
+        toks as f64 / secs
     );
 }

@@ -5,6 +5,7 @@
 pub mod adam;
 pub mod bpr;
 pub mod dense;
+pub mod fastmath;
 pub mod propagate;
 pub mod similarity;
 

@@ -13,6 +13,7 @@
 //! Each has a plain-candle reference (`*_reference`), used on non-CPU devices and in tests.
 
 use super::dense::{a_b_into, a_bt, at_b_into};
+use super::fastmath::fast_exp;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
@@ -60,19 +61,22 @@ struct InfoNce {
     tau: f64,
 }
 
-/// Row-wise log-sum-exp of `logits` (`[b, m]`) in place into softmax when asked.
+/// Row-wise log-sum-exp of `logits` (`[b, m]`); the rows are overwritten with
+/// `exp(logit - max)`, normalised to the softmax when asked.
 fn row_lse(logits: &mut [f32], m: usize, softmax: bool) -> Vec<f64> {
     logits
         .par_chunks_mut(m)
         .map(|row| {
             let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut s = 0f64;
-            for v in row.iter_mut() {
-                let e = ((*v - mx) as f64).exp();
-                s += e;
-                if softmax {
-                    *v = e as f32;
+            for chunk in row.chunks_mut(256) {
+                let mut part = 0f32;
+                for v in chunk.iter_mut() {
+                    let e = fast_exp(*v - mx);
+                    *v = e;
+                    part += e;
                 }
+                s += part as f64;
             }
             if softmax {
                 let inv = (1.0 / s) as f32;
@@ -283,13 +287,11 @@ fn kernel_matrix(x: &[f32], n: usize, d: usize, t: f32) -> Vec<f32> {
         .map(|i| x[i * d..(i + 1) * d].iter().map(|v| v * v).sum())
         .collect();
     e.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = if i == j {
-                0.0
-            } else {
-                (-t * (sq[i] + sq[j] - 2.0 * *v).max(0.0)).exp()
-            };
+        let si = sq[i];
+        for (v, &sj) in row.iter_mut().zip(&sq) {
+            *v = fast_exp(-t * (si + sj - 2.0 * *v).max(0.0));
         }
+        row[i] = 0.0;
     });
     e
 }

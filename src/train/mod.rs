@@ -158,7 +158,10 @@ pub fn train(
     let test = if cfg.train.evaluate_test {
         evaluate_split(model, ds, "test", cfg)?
     } else {
-        Metrics { n_users: 0, values: Default::default() }
+        Metrics {
+            n_users: 0,
+            values: Default::default(),
+        }
     };
     run.log(&EvalLine {
         epoch: best_epoch,

@@ -139,7 +139,11 @@ fn max_length(dir: &Path, tokenizer: &Tokenizer, cfg: &BertConfig) -> anyhow::Re
         .or_else(|| tokenizer.get_truncation().map(|t| t.max_length))
         .unwrap_or(cfg.max_position_embeddings)
         .min(cfg.max_position_embeddings);
-    anyhow::ensure!(n >= 2, "{}: maximum sequence length {n} is too short", dir.display());
+    anyhow::ensure!(
+        n >= 2,
+        "{}: maximum sequence length {n} is too short",
+        dir.display()
+    );
     Ok(n)
 }
 
@@ -329,7 +333,10 @@ pub fn pool_normalize(hidden: &[f32], mask: &[u32], b: usize, l: usize, h: usize
 pub fn length_batches(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
-    order.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
+    order
+        .chunks(batch_size.max(1))
+        .map(|c| c.to_vec())
+        .collect()
 }
 
 impl TextEmbedder for LocalEmbedder {

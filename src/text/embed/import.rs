@@ -108,7 +108,11 @@ fn check_matrix(path: &Path, a: &NdArray, what: &str, expected: usize) -> Result
 
 /// Reads user and item vectors from files and checks them against `ds` (2-D, one row per
 /// user / item, same dimension, finite).
-pub fn import_vectors(ds: &Dataset, users: &Path, items: &Path) -> Result<SemanticVectors, DataError> {
+pub fn import_vectors(
+    ds: &Dataset,
+    users: &Path,
+    items: &Path,
+) -> Result<SemanticVectors, DataError> {
     let u = read_matrix(users)?;
     let i = read_matrix(items)?;
     let du = check_matrix(users, &u, "user", ds.n_users())?;

@@ -36,7 +36,11 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NdArray, String> {
                 12,
             )
         }
-        _ => return Err(format!(".npy format version {major}.{minor} is not supported")),
+        _ => {
+            return Err(format!(
+                ".npy format version {major}.{minor} is not supported"
+            ))
+        }
     };
     let end = start
         .checked_add(hlen)
@@ -51,7 +55,9 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NdArray, String> {
     match fortran.as_str() {
         "False" => {}
         "True" => {
-            return Err("array is in Fortran order; save it in C order (np.ascontiguousarray)".into())
+            return Err(
+                "array is in Fortran order; save it in C order (np.ascontiguousarray)".into(),
+            )
         }
         other => return Err(format!("bad fortran_order value `{other}`")),
     }
@@ -97,7 +103,11 @@ fn dict_value(header: &str, key: &str) -> Result<String, String> {
         .find_map(|q| header.find(&format!("{q}{key}{q}")))
         .ok_or_else(missing)?;
     let rest = &header[pos + key.len() + 2..];
-    let rest = rest.trim_start().strip_prefix(':').ok_or_else(missing)?.trim_start();
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')
+        .ok_or_else(missing)?
+        .trim_start();
     let mut depth = 0i32;
     for (i, c) in rest.char_indices() {
         match c {

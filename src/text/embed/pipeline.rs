@@ -135,10 +135,7 @@ impl PartialCache {
     /// Opens the cache at `path` for vectors of `model`: returns the cached vectors it holds
     /// for that model. A cache of another model, or an unreadable one, is discarded (with a
     /// warning) and started afresh; a torn last record is cut off.
-    pub fn open(
-        path: &Path,
-        model: &str,
-    ) -> anyhow::Result<(Self, HashMap<CacheKey, Vec<f32>>)> {
+    pub fn open(path: &Path, model: &str) -> anyhow::Result<(Self, HashMap<CacheKey, Vec<f32>>)> {
         let mut cache = Self {
             path: path.to_path_buf(),
             file: None,
@@ -177,7 +174,10 @@ impl PartialCache {
                 Ok((cache, HashMap::new()))
             }
             None => {
-                tracing::warn!("{}: not a partial-vector cache; starting afresh", path.display());
+                tracing::warn!(
+                    "{}: not a partial-vector cache; starting afresh",
+                    path.display()
+                );
                 Ok((cache, HashMap::new()))
             }
         }

@@ -74,6 +74,6 @@ mod tests {
             live.fetch_sub(1, Ordering::SeqCst);
         });
         let p = peak.load(Ordering::SeqCst);
-        assert!(p >= 2 && p <= 3, "peak {p}");
+        assert!((2..=3).contains(&p), "peak {p}");
     }
 }

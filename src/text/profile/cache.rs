@@ -59,9 +59,9 @@ pub fn load(path: &Path) -> Result<Loaded, DataError> {
             if t.trim().is_empty() {
                 return Ok(None);
             }
-            serde_json::from_str::<Profile>(t).map(Some).map_err(|e| {
-                DataError::line(path, line_no, format!("not a profile record: {e}"))
-            })
+            serde_json::from_str::<Profile>(t)
+                .map(Some)
+                .map_err(|e| DataError::line(path, line_no, format!("not a profile record: {e}")))
         });
         match parsed {
             Ok(Some(p)) => out.profiles.push(p),

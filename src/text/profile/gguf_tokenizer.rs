@@ -58,13 +58,7 @@ fn int(v: &Value) -> Option<i64> {
 
 /// Bos/eos ids from `tokenizer.ggml.bos_token_id` / `eos_token_id`.
 pub fn special_ids(content: &Content) -> SpecialIds {
-    let get = |k: &str| {
-        content
-            .metadata
-            .get(k)
-            .and_then(int)
-            .map(|x| x as u32)
-    };
+    let get = |k: &str| content.metadata.get(k).and_then(int).map(|x| x as u32);
     SpecialIds {
         bos: get("tokenizer.ggml.bos_token_id"),
         eos: get("tokenizer.ggml.eos_token_id"),

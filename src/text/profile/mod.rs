@@ -75,7 +75,9 @@ impl std::str::FromStr for WriterKind {
             "template" => Ok(WriterKind::Template),
             "local" => Ok(WriterKind::Local),
             "openai" => Ok(WriterKind::OpenAi),
-            other => anyhow::bail!("unknown profile writer `{other}` (expected template, local or openai)"),
+            other => anyhow::bail!(
+                "unknown profile writer `{other}` (expected template, local or openai)"
+            ),
         }
     }
 }

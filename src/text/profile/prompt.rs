@@ -16,32 +16,23 @@ pub struct Prompt {
     pub user: String,
 }
 
-/// System prompt of item profiles.
+/// System prompt of item profiles (RLMRec's item instruction, shortened so that small
+/// local models follow it too).
 pub fn item_system(noun: &str) -> String {
     format!(
-        "You will serve as an assistant to help me summarize which types of users would \
-enjoy a specific {noun}. I will provide you with information about the {noun}.\n\
-Requirements:\n\
-1. Answer in JSON format, following this structure: {{\"summarization\": \"A summarization \
-of what types of users would enjoy this {noun}\", \"reasoning\": \"briefly explain your \
-reasoning for the summarization\"}}\n\
-2. Do not write anything outside the JSON object.\n\
-3. Keep the summarization under 100 words."
+        "You are a {noun} expert. Given a {noun}, summarize what types of users would enjoy it. \
+Reply only with a JSON object: {{\"summarization\": \"<what types of users would enjoy this \
+{noun}, under 100 words>\", \"reasoning\": \"<briefly, why>\"}}"
     )
 }
 
-/// System prompt of user profiles.
+/// System prompt of user profiles (RLMRec's user instruction, shortened likewise).
 pub fn user_system(noun: &str) -> String {
     format!(
-        "You will serve as an assistant to help me determine which types of {noun}s a \
-specific user is likely to enjoy. I will provide you with the user's demographics (when \
-known) and {noun}s the user liked, each with a description of who enjoys it.\n\
-Requirements:\n\
-1. Answer in JSON format, following this structure: {{\"summarization\": \"A summarization \
-of what types of {noun}s this user is likely to enjoy\", \"reasoning\": \"briefly explain \
-your reasoning for the summarization\"}}\n\
-2. Do not write anything outside the JSON object.\n\
-3. Keep the summarization under 100 words."
+        "You are a {noun} expert. Given a user's demographics (when known) and {noun}s the user \
+liked, each with a description of who enjoys it, summarize what types of {noun}s this user is \
+likely to enjoy. Reply only with a JSON object: {{\"summarization\": \"<what types of {noun}s \
+this user is likely to enjoy, under 100 words>\", \"reasoning\": \"<briefly, why>\"}}"
     )
 }
 
@@ -150,7 +141,8 @@ pub fn parse_summarization(answer: &str) -> Option<String> {
         (!s.is_empty() && !s.eq_ignore_ascii_case("none")).then(|| s.to_string())
     };
     for (pos, _) in answer.match_indices('{') {
-        let mut de = serde_json::Deserializer::from_str(&answer[pos..]).into_iter::<serde_json::Value>();
+        let mut de =
+            serde_json::Deserializer::from_str(&answer[pos..]).into_iter::<serde_json::Value>();
         if let Some(Ok(serde_json::Value::Object(map))) = de.next() {
             if let Some(serde_json::Value::String(s)) = map.get("summarization") {
                 if let Some(s) = accept(s) {
@@ -191,7 +183,10 @@ mod tests {
             prompt_hash("a", "b", "c", "d"),
             "f310264384cb6cf28d2449ffc920bda9866f021c34cc5b993a533236780601ed"
         );
-        assert_ne!(prompt_hash("ab", "", "c", "d"), prompt_hash("a", "b", "c", "d"));
+        assert_ne!(
+            prompt_hash("ab", "", "c", "d"),
+            prompt_hash("a", "b", "c", "d")
+        );
     }
 
     #[test]
@@ -199,7 +194,10 @@ mod tests {
         let ok = "Sure!\n```json\n{\"summarization\": \"Families.\", \"reasoning\": \"x\"}\n```";
         assert_eq!(parse_summarization(ok).as_deref(), Some("Families."));
         let broken = "{\"summarization\": \"Fans of \\\"noir\\\".\", \"reasoning\": \"unterminated";
-        assert_eq!(parse_summarization(broken).as_deref(), Some("Fans of \"noir\"."));
+        assert_eq!(
+            parse_summarization(broken).as_deref(),
+            Some("Fans of \"noir\".")
+        );
         assert_eq!(parse_summarization("{\"summarization\": \"None\"}"), None);
         assert_eq!(parse_summarization("{\"summarization\": \"cut off"), None);
         assert_eq!(parse_summarization("I like movies."), None);

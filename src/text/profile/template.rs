@@ -212,7 +212,10 @@ impl<'a> Describer<'a> {
             out.push(match (coded, with_codes) {
                 (Some((c, w)), true) => format!("aged {w} (ML-1M age code {c})"),
                 (Some((_, w)), false) => format!("aged {w}"),
-                (None, _) => format!("aged {}", whole_number(a).map_or(a.to_string(), |n| n.to_string())),
+                (None, _) => format!(
+                    "aged {}",
+                    whole_number(a).map_or(a.to_string(), |n| n.to_string())
+                ),
             });
         }
         if let Some(g) = get("gender") {
@@ -338,7 +341,10 @@ mod tests {
         };
         let ml1m = f(vec![vec!["1", "F", "10"], vec!["56", "M", "16"]]);
         assert_eq!(detect_coding(Some(&ml1m)), UserCoding::Ml1mCodes);
-        let ml100k = f(vec![vec!["24", "M", "technician"], vec!["25", "F", "other"]]);
+        let ml100k = f(vec![
+            vec!["24", "M", "technician"],
+            vec!["25", "F", "other"],
+        ]);
         assert_eq!(detect_coding(Some(&ml100k)), UserCoding::Plain);
         let odd_age = f(vec![vec!["25", "F", "3"], vec!["30", "M", "4"]]);
         assert_eq!(detect_coding(Some(&odd_age)), UserCoding::Plain);

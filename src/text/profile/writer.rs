@@ -129,12 +129,18 @@ pub fn write_profiles(
     let mut all: Vec<Profile> = Vec::with_capacity(ds.n_items() + ds.n_users());
     all.extend(items.into_iter().map(|p| p.0));
     for i in n_items..ds.n_items() {
-        let key = (ProfileKind::Item, ds.item_ids.external(i as u32).to_string());
+        let key = (
+            ProfileKind::Item,
+            ds.item_ids.external(i as u32).to_string(),
+        );
         all.extend(cached.get(&key).cloned());
     }
     all.extend(users.into_iter().map(|p| p.0));
     for u in n_users..ds.n_users() {
-        let key = (ProfileKind::User, ds.user_ids.external(u as u32).to_string());
+        let key = (
+            ProfileKind::User,
+            ds.user_ids.external(u as u32).to_string(),
+        );
         all.extend(cached.get(&key).cloned());
     }
     let stale = cached
@@ -275,7 +281,8 @@ impl Ctx<'_> {
             ProfileKind::Item => "item",
             ProfileKind::User => "user",
         };
-        let seed = Rng::derive(self.opts.seed, &format!("profile-{tag}:{}", job.external)).next_u64();
+        let seed =
+            Rng::derive(self.opts.seed, &format!("profile-{tag}:{}", job.external)).next_u64();
         ChatRequest {
             system: job.prompt.system.clone(),
             user: job.prompt.user.clone(),
