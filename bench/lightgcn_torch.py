@@ -30,11 +30,11 @@ p.add_argument("--backward", choices=["symmetric", "autograd"], default="symmetr
 p.add_argument("--json", action="store_true", help="print one JSON line instead of text")
 args = p.parse_args()
 if min(args.epochs, args.threads, args.batch, args.dim) < 1 or args.layers < 0:
-    p.error("--epochs, --threads, --batch and --dim must be at least 1")
+    p.error("--epochs, --threads, --batch and --dim must be at least 1, --layers at least 0")
 
 # OpenMP and MKL read these when torch loads. PASSIVE: idle OpenMP workers sleep instead of
-# spinning; with the default (spinning) a 2-thread run slows down ~15x as soon as any other
-# process uses a core (see bench/README.md). An explicit OMP_WAIT_POLICY is respected.
+# spinning; with the default (spinning) a 2-thread run here slowed down 2x to 15x whenever
+# another process used a core (see bench/README.md). An explicit OMP_WAIT_POLICY is respected.
 os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import warnings  # noqa: E402
@@ -55,7 +55,10 @@ def read_tsv(path):
     if not header.startswith("#") or m is None:
         sys.exit(f"{path}: line 1: expected a '#' comment with shape=UxI, got {header!r}")
     pairs = np.loadtxt(path, dtype=np.int64, comments="#", ndmin=2).reshape(-1, 2)
-    return int(m[1]), int(m[2]), pairs
+    n_users, n_items = int(m[1]), int(m[2])
+    if len(pairs) and (pairs.min() < 0 or (pairs.max(0) >= [n_users, n_items]).any()):
+        sys.exit(f"{path}: an id lies outside shape={n_users}x{n_items}")
+    return n_users, n_items, pairs
 
 
 def csr_of(pairs, n_rows):
@@ -161,7 +164,8 @@ def batch_entries(indptr, indices, users):
     counts = indptr[users + 1] - indptr[users]
     rows = np.repeat(np.arange(len(users)), counts)
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    return torch.from_numpy(rows), torch.from_numpy(indices[np.repeat(indptr[users], counts) + offsets])
+    items = indices[np.repeat(indptr[users], counts) + offsets]
+    return torch.from_numpy(rows), torch.from_numpy(items)
 
 
 @torch.no_grad()
@@ -180,13 +184,13 @@ def evaluate(model, adj, train_csr, test_csr):
         b = users[start : start + EVAL_BATCH]
         scores = user_emb[torch.from_numpy(b)] @ item_emb.T
         scores[batch_entries(*train_csr, b)] = -float("inf")
-        top = torch.topk(scores, K).indices
+        top = torch.topk(scores, min(K, scores.shape[1])).indices
         truth = torch.zeros(scores.shape, dtype=torch.bool)
         truth[batch_entries(*test_csr, b)] = True
         hits = truth.gather(1, top).double()
         n_gt = torch.from_numpy(n_gt_all[b]).double()
         recall += (hits.sum(1) / n_gt).sum().item()
-        ndcg += ((hits @ disc) / idcg[n_gt.clamp(max=K).long() - 1]).sum().item()
+        ndcg += ((hits @ disc[: top.shape[1]]) / idcg[n_gt.clamp(max=K).long() - 1]).sum().item()
     return recall / len(users), ndcg / len(users)
 
 
@@ -197,15 +201,17 @@ def main():
     tu, ti, test = read_tsv(args.test)
     if (tu, ti) != (n_users, n_items):
         sys.exit(f"{args.test}: shape {tu}x{ti} differs from {args.train}: {n_users}x{n_items}")
+    if len(train) == 0 or np.bincount(train[:, 0]).max() >= n_items:
+        sys.exit(f"{args.train}: empty, or a user has every item (no negative to sample)")
     graph = Graph(n_users, n_items, train)
     train_csr, test_csr = csr_of(train, n_users), csr_of(test, n_users)
     train_keys = np.sort(train[:, 0] * n_items + train[:, 1])
     model = LightGCN(n_users, n_items, args.dim, args.layers)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 
-    epoch_s, sampling_s = [], []
+    epoch_s, epoch_cpu_s, sampling_s = [], [], []
     for _ in range(args.epochs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         users, pos, neg = sample_epoch(rng, train, n_items, train_keys)
         sampling_s.append(time.perf_counter() - t0)
         for s in range(0, len(users), args.batch):
@@ -220,6 +226,7 @@ def main():
             loss.backward()
             opt.step()
         epoch_s.append(time.perf_counter() - t0)
+        epoch_cpu_s.append(time.process_time() - c0)  # all threads; less load-sensitive
 
     t0 = time.perf_counter()
     recall, ndcg = evaluate(model, graph.matrix(), train_csr, test_csr)
@@ -230,6 +237,7 @@ def main():
            "format": args.format, "backward": args.backward,
            "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
            "epoch_s": [round(t, 4) for t in epoch_s],
+           "epoch_cpu_s": [round(t, 4) for t in epoch_cpu_s],
            "sampling_s": round(sum(sampling_s) / len(sampling_s), 4),  # mean per epoch
            "eval_s": round(eval_s, 4), "recall@20": round(recall, 6), "ndcg@20": round(ndcg, 6),
            "last_loss": round(loss.item(), 6), "peak_rss_mb": round(rss_mb, 1)}

@@ -91,6 +91,7 @@ fn smollm2_generates_for_one_ml100k_item() {
     let t = Instant::now();
     let m = LocalGguf::load(&path).unwrap();
     let load = t.elapsed().as_secs_f64();
+    assert_eq!(m.name(), "smollm2-135m-instruct-q4_1");
     let d = Describer::new(&ds);
     let p = item_prompt(&d, 0, ds.item_ids.external(0));
     let req = ChatRequest {
@@ -330,7 +331,7 @@ fn template_texts_spell_out_ml1m_codes() {
     );
     assert_eq!(
         users[1].1,
-        "A user aged Under 18 (ML-1M age code 1), female, occupation: K-12 student (ML-1M code 10). \
+        "A user aged under 18 (ML-1M age code 1), female, occupation: K-12 student (ML-1M code 10). \
          Liked: Heat (1995) [Action, Crime, Thriller]; Fargo (1996) [Crime, Drama, Thriller]."
     );
     assert!(users[2].1.starts_with(
@@ -629,5 +630,54 @@ fn smollm2_profiles_of_five_ml100k_items() {
     eprintln!(
         "overall decode: {toks} tokens in {secs:.2} s = {:.1} tok/s",
         toks as f64 / secs
+    );
+    // The same through the writer and its cache, plus the first user.
+    let cache = tmp("smollm2-five");
+    let opts = ProfileOptions {
+        max_tokens: 120,
+        max_items: Some(5),
+        max_users: Some(1),
+        ..quiet()
+    };
+    let r = write_profiles(&ds, &ChatWriter::new(&m, "local"), &cache, &opts).unwrap();
+    eprintln!("{r:?}");
+    for p in read_profiles(&cache).unwrap() {
+        eprintln!("{}", serde_json::to_string(&p).unwrap());
+    }
+}
+
+#[test]
+fn template_profiles_for_ml100k() {
+    let Some(ds) = ml100k() else { return };
+    let path = tmp("ml100k-template");
+    let r = write_profiles(&ds, &TemplateWriter, &path, &quiet()).unwrap();
+    assert_eq!(r.items_written, ds.n_items());
+    assert_eq!(r.users_written, ds.n_users());
+    let ps = read_profiles(&path).unwrap();
+    assert_eq!(ps.len(), ds.n_items() + ds.n_users());
+    let toy = ps
+        .iter()
+        .find(|p| p.kind == ProfileKind::Item && p.id == "1")
+        .unwrap();
+    assert_eq!(
+        toy.text,
+        "Toy Story (1995). Genres: Animation, Children's, Comedy."
+    );
+    let u1 = ps
+        .iter()
+        .find(|p| p.kind == ProfileKind::User && p.id == "1")
+        .unwrap();
+    assert!(
+        u1.text
+            .starts_with("A user aged 24, male, occupation: technician. Liked: "),
+        "{}",
+        u1.text
+    );
+    eprintln!(
+        "ML-100K template: {} items + {} users in {:.2} s; user 1: {}",
+        ds.n_items(),
+        ds.n_users(),
+        r.seconds,
+        u1.text
     );
 }

@@ -76,6 +76,66 @@ enum Command {
         #[arg(required = true)]
         runs: Vec<PathBuf>,
     },
+    /// Write a text profile of every item and user (items first; users from their
+    /// training items only) to a resumable JSONL cache.
+    Profile {
+        /// A built-in dataset name or a config file.
+        dataset: String,
+        /// template (default, deterministic), local (SmolLM2 GGUF) or openai.
+        #[arg(long, default_value = "template")]
+        writer: String,
+        /// For --writer openai: `<base url>#<model>`, e.g. `http://127.0.0.1:8080/v1#qwen2.5`.
+        #[arg(long)]
+        openai: Option<String>,
+        /// For --writer local: the GGUF file (default: the fetched SmolLM2).
+        #[arg(long)]
+        gguf: Option<PathBuf>,
+        /// Profile cache (default: <cache>/profiles/<dataset>/<writer>.jsonl).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Most tokens per generated profile.
+        #[arg(long, default_value_t = 200)]
+        max_tokens: usize,
+        /// Sampling temperature (0: greedy).
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// Only the first N items (e.g. to try a slow model).
+        #[arg(long)]
+        max_items: Option<usize>,
+        /// Only the first N users.
+        #[arg(long)]
+        max_users: Option<usize>,
+        /// Override a config field (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Turn profiles into semantic vectors (users and items) stored as safetensors, or
+    /// import vectors made elsewhere.
+    Embed {
+        /// A built-in dataset name or a config file.
+        dataset: String,
+        /// local:<model dir> (default: the fetched all-MiniLM-L6-v2) or openai:<url>#<model>.
+        #[arg(long)]
+        embedder: Option<String>,
+        /// Which profiles: the writer whose default cache to read.
+        #[arg(long, default_value = "template")]
+        writer: String,
+        /// Profile file (overrides --writer).
+        #[arg(long)]
+        profiles: Option<PathBuf>,
+        /// Import user vectors (.npy, .safetensors, RLMRec's usr_emb_np.pkl) instead of embedding.
+        #[arg(long, requires = "import_items")]
+        import_users: Option<PathBuf>,
+        /// Import item vectors (with --import-users).
+        #[arg(long, requires = "import_users")]
+        import_items: Option<PathBuf>,
+        /// Output (default: <cache>/embeddings/<dataset>-<writer>-<model>.safetensors).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override a config field (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Inspect datasets.
     Data {
         #[command(subcommand)]
@@ -176,6 +236,136 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 darec::report::mean_std_table(&groups, &darec::report::MAIN_KEYS)
             );
         }
+        Command::Profile {
+            dataset,
+            writer,
+            openai,
+            gguf,
+            out,
+            max_tokens,
+            temperature,
+            max_items,
+            max_users,
+            set,
+        } => {
+            use darec::text::profile::{
+                self as prof, ChatWriter, ProfileOptions, TemplateWriter, WriterKind,
+            };
+            let cfg = dataset_config(&dataset, set)?;
+            let ds = load_dataset(&cfg.data)?;
+            let kind: WriterKind = writer
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--writer: {e}"))?;
+            let out = out.unwrap_or_else(|| prof::default_cache_path(&cfg.data.name, kind));
+            let opts = ProfileOptions {
+                max_tokens,
+                temperature,
+                max_items,
+                max_users,
+                ..Default::default()
+            };
+            let report = match kind {
+                WriterKind::Template => prof::write_profiles(&ds, &TemplateWriter, &out, &opts)?,
+                WriterKind::Local => {
+                    let path = gguf.unwrap_or_else(prof::LocalGguf::default_path);
+                    let model = prof::LocalGguf::load(&path)?;
+                    prof::write_profiles(&ds, &ChatWriter::new(&model, "local"), &out, &opts)?
+                }
+                WriterKind::OpenAi => {
+                    let target =
+                        openai.context("--writer openai needs --openai <base url>#<model>")?;
+                    let cfg = darec::text::openai::OpenAiConfig::from_target(&target)?;
+                    let client = darec::text::openai::OpenAiChat::new(cfg)?;
+                    prof::write_profiles(&ds, &ChatWriter::new(&client, "openai"), &out, &opts)?
+                }
+            };
+            println!(
+                "{} item and {} user profiles written, {} reused, {} fell back to the template, {:.1} s -> {}",
+                report.items_written, report.users_written, report.reused, report.fallbacks, report.seconds, out.display()
+            );
+        }
+        Command::Embed {
+            dataset,
+            embedder,
+            writer,
+            profiles,
+            import_users,
+            import_items,
+            out,
+            set,
+        } => {
+            use darec::text::embed::{embed_profiles, import_vectors, EmbedOptions, LocalEmbedder};
+            use darec::text::profile::{self as prof, WriterKind};
+            let cfg = dataset_config(&dataset, set)?;
+            let ds = load_dataset(&cfg.data)?;
+            let cache = darec::config::cache_dir();
+            let (vectors, out) = if let (Some(u), Some(i)) = (import_users, import_items) {
+                let v = import_vectors(&ds, &u, &i)?;
+                let out = out.unwrap_or_else(|| {
+                    cache
+                        .join("embeddings")
+                        .join(format!("{}-imported.safetensors", cfg.data.name))
+                });
+                v.save(&out)?;
+                (v, out)
+            } else {
+                let kind: WriterKind = writer
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--writer: {e}"))?;
+                let profile_path =
+                    profiles.unwrap_or_else(|| prof::default_cache_path(&cfg.data.name, kind));
+                let ps = prof::read_profiles(&profile_path).with_context(|| {
+                    format!(
+                        "no profiles at {}: run `darec profile {dataset} --writer {writer}` first",
+                        profile_path.display()
+                    )
+                })?;
+                let spec = embedder.unwrap_or_else(|| {
+                    format!("local:{}", cache.join("models/all-MiniLM-L6-v2").display())
+                });
+                let (model, tag): (Box<dyn darec::text::TextEmbedder>, String) =
+                    if let Some(dir) = spec.strip_prefix("local:") {
+                        let dir = PathBuf::from(dir);
+                        let tag = dir
+                            .file_name()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| "local".into());
+                        (Box::new(LocalEmbedder::load(&dir)?), tag)
+                    } else if let Some(target) = spec.strip_prefix("openai:") {
+                        let c = darec::text::openai::OpenAiConfig::from_target(target)?;
+                        let tag = c.model.replace('/', "_");
+                        (Box::new(darec::text::openai::OpenAiEmbedder::new(c)?), tag)
+                    } else {
+                        anyhow::bail!(
+                            "--embedder must be local:<dir> or openai:<url>#<model>, got `{spec}`"
+                        );
+                    };
+                let out = out.unwrap_or_else(|| {
+                    cache.join("embeddings").join(format!(
+                        "{}-{}-{tag}.safetensors",
+                        cfg.data.name,
+                        kind.source()
+                    ))
+                });
+                let t0 = std::time::Instant::now();
+                let v = embed_profiles(&ds, &ps, model.as_ref(), &EmbedOptions::for_output(&out))?;
+                let n = ds.n_users() + ds.n_items();
+                let secs = t0.elapsed().as_secs_f64();
+                println!(
+                    "embedded {n} profiles in {secs:.1} s ({:.0} texts/s)",
+                    n as f64 / secs
+                );
+                (v, out)
+            };
+            println!(
+                "{} users and {} items x {} dims ({}) -> {}",
+                vectors.n_users,
+                vectors.n_items,
+                vectors.dim,
+                vectors.model,
+                out.display()
+            );
+        }
         Command::Data {
             command: DataCommand::Stats { dataset, set },
         } => {
@@ -203,4 +393,20 @@ fn stem(p: &std::path::Path) -> String {
     p.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "grid".into())
+}
+
+/// A config for a built-in dataset name or a config file, with overrides.
+fn dataset_config(dataset: &str, set: Vec<String>) -> anyhow::Result<Config> {
+    if dataset.ends_with(".toml") {
+        return Config::load(Some(std::path::Path::new(dataset)), &set);
+    }
+    if !darec::config::preset_names().contains(&dataset) {
+        anyhow::bail!(
+            "unknown dataset `{dataset}`; built-in: {}; or pass a config file",
+            darec::config::preset_names().join(", ")
+        );
+    }
+    let mut s = vec![format!("data.name=\"{dataset}\"")];
+    s.extend(set);
+    Config::load(None, &s)
 }

@@ -15,6 +15,7 @@ use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
@@ -37,8 +38,11 @@ pub enum Backend {
 
 /// A local sentence-transformer (BERT family) implementing [`TextEmbedder`].
 pub struct LocalEmbedder {
-    candle: BertModel,
+    /// Loaded on the first switch to [`Backend::Candle`] (always off the CPU).
+    candle: Option<BertModel>,
     fused: Option<FastBert>,
+    config: BertConfig,
+    weights_path: PathBuf,
     backend: Backend,
     tokenizer: Tokenizer,
     device: Device,
@@ -147,6 +151,22 @@ fn max_length(dir: &Path, tokenizer: &Tokenizer, cfg: &BertConfig) -> anyhow::Re
     Ok(n)
 }
 
+/// The weights file as a `VarBuilder` (f32).
+fn var_builder(path: &Path, device: &Device) -> anyhow::Result<VarBuilder<'static>> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
+        .with_context(|| format!("{}: cannot read weights", path.display()))
+}
+
+fn misfit(path: &Path, cfg: &BertConfig) -> String {
+    format!(
+        "{}: weights do not fit config.json (hidden_size {}, {} layers)",
+        path.display(),
+        cfg.hidden_size,
+        cfg.num_hidden_layers
+    )
+}
+
 impl LocalEmbedder {
     /// Loads a sentence-transformer directory (`config.json`, `tokenizer.json`,
     /// `model.safetensors`) on the CPU.
@@ -201,23 +221,13 @@ impl LocalEmbedder {
             .with_truncation(Some(trunc))
             .map_err(|e| DataError::file(&tok_path, format!("cannot set truncation: {e}")))?;
 
-        let bytes = std::fs::read(&weights_path).map_err(|e| DataError::io(&weights_path, e))?;
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
-            .with_context(|| format!("{}: cannot read weights", weights_path.display()))?;
-        let candle = BertModel::load(vb.clone(), &cfg).with_context(|| {
-            format!(
-                "{}: weights do not fit config.json (hidden_size {}, {} layers)",
-                weights_path.display(),
-                cfg.hidden_size,
-                cfg.num_hidden_layers
-            )
-        })?;
-        let (fused, backend) = if device.is_cpu() {
-            let f = FastBert::load(&vb, &cfg)
-                .with_context(|| format!("{}: cannot load weights", weights_path.display()))?;
-            (Some(f), Backend::Fused)
+        let vb = var_builder(&weights_path, device)?;
+        let (candle, fused, backend) = if device.is_cpu() {
+            let f = FastBert::load(&vb, &cfg).with_context(|| misfit(&weights_path, &cfg))?;
+            (None, Some(f), Backend::Fused)
         } else {
-            (None, Backend::Candle)
+            let m = BertModel::load(vb, &cfg).with_context(|| misfit(&weights_path, &cfg))?;
+            (Some(m), None, Backend::Candle)
         };
         let name = dir
             .canonicalize()
@@ -228,6 +238,8 @@ impl LocalEmbedder {
         Ok(Self {
             candle,
             fused,
+            config: cfg.clone(),
+            weights_path,
             backend,
             tokenizer,
             device: device.clone(),
@@ -245,10 +257,20 @@ impl LocalEmbedder {
         self
     }
 
-    /// Chooses the forward pass; [`Backend::Fused`] needs the CPU.
+    /// Chooses the forward pass; [`Backend::Fused`] needs the CPU. Switching to
+    /// [`Backend::Candle`] the first time reads the weights again.
     pub fn with_backend(mut self, backend: Backend) -> anyhow::Result<Self> {
-        if backend == Backend::Fused && self.fused.is_none() {
-            anyhow::bail!("the fused encoder runs on the CPU only");
+        match backend {
+            Backend::Fused if self.fused.is_none() => {
+                anyhow::bail!("the fused encoder runs on the CPU only")
+            }
+            Backend::Candle if self.candle.is_none() => {
+                let vb = var_builder(&self.weights_path, &self.device)?;
+                let m = BertModel::load(vb, &self.config)
+                    .with_context(|| misfit(&self.weights_path, &self.config))?;
+                self.candle = Some(m);
+            }
+            _ => {}
         }
         self.backend = backend;
         Ok(self)
@@ -276,9 +298,9 @@ impl LocalEmbedder {
 
     /// Embeds one batch of token-id sequences: padded to the longest, forward, mean
     /// pooling, L2 normalisation.
-    fn embed_batch(&self, seqs: &[&[u32]]) -> anyhow::Result<Vec<Vec<f32>>> {
+    fn embed_batch(&self, seqs: &[&[u32]], parallel: bool) -> anyhow::Result<Vec<Vec<f32>>> {
         if let (Backend::Fused, Some(f)) = (self.backend, &self.fused) {
-            let hidden = f.forward(seqs);
+            let hidden = f.forward(seqs, parallel);
             return Ok(seqs
                 .iter()
                 .zip(hidden)
@@ -299,7 +321,8 @@ impl LocalEmbedder {
         let ids_t = Tensor::from_vec(ids, (b, l), &self.device)?;
         let types = ids_t.zeros_like()?;
         let mask_t = Tensor::from_vec(mask.clone(), (b, l), &self.device)?;
-        let out = self.candle.forward(&ids_t, &types, Some(&mask_t))?;
+        let model = self.candle.as_ref().context("candle backend not loaded")?;
+        let out = model.forward(&ids_t, &types, Some(&mask_t))?;
         let hidden = out.flatten_all()?.to_vec1::<f32>()?;
         Ok(pool_normalize(&hidden, &mask, b, l, self.dim))
     }
@@ -349,11 +372,24 @@ impl TextEmbedder for LocalEmbedder {
     fn embed(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
         let ids = self.tokenize(texts)?;
         let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
-        for batch in length_batches(&lengths, self.batch_size) {
+        let batches = length_batches(&lengths, self.batch_size);
+        let run = |batch: &Vec<usize>, parallel: bool| {
             let seqs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
-            let vecs = self.embed_batch(&seqs)?;
-            for (&i, v) in batch.iter().zip(vecs) {
+            self.embed_batch(&seqs, parallel)
+        };
+        // The fused encoder runs one batch per thread when there are enough batches (no
+        // synchronisation inside a forward); otherwise each product uses every thread.
+        let per_thread = self.backend == Backend::Fused
+            && rayon::current_num_threads() > 1
+            && batches.len() >= rayon::current_num_threads();
+        let results: Vec<anyhow::Result<Vec<Vec<f32>>>> = if per_thread {
+            batches.par_iter().map(|b| run(b, false)).collect()
+        } else {
+            batches.iter().map(|b| run(b, true)).collect()
+        };
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        for (batch, vecs) in batches.iter().zip(results) {
+            for (&i, v) in batch.iter().zip(vecs?) {
                 out[i] = v;
             }
         }

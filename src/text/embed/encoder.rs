@@ -143,7 +143,11 @@ impl FastBert {
     /// Last hidden states of each sequence, `[len, H]` row-major, in input order. Ids must be
     /// below the vocabulary size and sequences no longer than `max_position_embeddings`
     /// (the caller truncates); out-of-range ids map to id 0 rather than panic.
-    pub fn forward(&self, seqs: &[&[u32]]) -> Vec<Vec<f32>> {
+    ///
+    /// `parallel`: spread each product and row loop over the rayon pool. Pass `false` when
+    /// running several forwards at once from a rayon loop (one batch per thread), which has
+    /// no synchronisation inside a forward.
+    pub fn forward(&self, seqs: &[&[u32]], parallel: bool) -> Vec<Vec<f32>> {
         let h = self.h;
         let mut offsets = Vec::with_capacity(seqs.len() + 1);
         offsets.push(0usize);
@@ -155,40 +159,49 @@ impl FastBert {
             return seqs.iter().map(|_| Vec::new()).collect();
         }
         // embeddings: word + position + type 0, then LayerNorm
-        let mut x = vec![0f32; t * h];
-        {
-            let mut rows: Vec<(usize, u32)> = Vec::with_capacity(t);
-            for s in seqs {
-                for (p, &id) in s.iter().take(self.max_pos).enumerate() {
-                    rows.push((p, if (id as usize) < self.vocab { id } else { 0 }));
-                }
+        let mut rows: Vec<(usize, usize)> = Vec::with_capacity(t);
+        for s in seqs {
+            for (p, &id) in s.iter().take(self.max_pos).enumerate() {
+                let id = id as usize;
+                rows.push((p, if id < self.vocab { id } else { 0 }));
             }
-            x.par_chunks_mut(h)
-                .zip(rows.par_iter())
-                .for_each(|(out, &(p, id))| {
-                    let w = &self.word[id as usize * h..(id as usize + 1) * h];
-                    let pe = &self.pos[p * h..(p + 1) * h];
-                    for k in 0..h {
-                        out[k] = w[k] + self.type0[k] + pe[k];
-                    }
-                    layer_norm_row(out, &self.ln_emb.0, &self.ln_emb.1, self.eps);
-                });
         }
+        let mut x = vec![0f32; t * h];
+        for_rows(&mut x, h, parallel, |r, out| {
+            let (p, id) = rows[r];
+            let w = &self.word[id * h..(id + 1) * h];
+            let pe = &self.pos[p * h..(p + 1) * h];
+            for k in 0..h {
+                out[k] = w[k] + self.type0[k] + pe[k];
+            }
+            layer_norm_row(out, &self.ln_emb.0, &self.ln_emb.1, self.eps);
+        });
         let mut qkv = vec![0f32; t * 3 * h];
         let mut ctx = vec![0f32; t * h];
         let mut attn = vec![0f32; t * h];
         let mut mid = vec![0f32; t * self.inter];
         let mut out = vec![0f32; t * h];
+        let eps = self.eps;
         for layer in &self.layers {
-            matmul(&x, t, h, &layer.wqkv, 3 * h, &mut qkv);
-            add_bias(&mut qkv, &layer.bqkv);
-            self.attention(&qkv, &offsets, &mut ctx);
-            matmul(&ctx, t, h, &layer.wo, h, &mut attn);
-            bias_residual_norm(&mut attn, &layer.bo, &x, &layer.ln1, self.eps);
-            matmul(&attn, t, h, &layer.w1, self.inter, &mut mid);
-            bias_act(&mut mid, &layer.b1, self.act);
-            matmul(&mid, t, self.inter, &layer.w2, h, &mut out);
-            bias_residual_norm(&mut out, &layer.b2, &attn, &layer.ln2, self.eps);
+            matmul(&x, t, h, &layer.wqkv, 3 * h, &mut qkv, parallel);
+            let b = &layer.bqkv;
+            for_rows(&mut qkv, 3 * h, parallel, |_, r| {
+                r.iter_mut().zip(b).for_each(|(v, bb)| *v += bb)
+            });
+            self.attention(&qkv, &offsets, &mut ctx, parallel);
+            matmul(&ctx, t, h, &layer.wo, h, &mut attn, parallel);
+            let (b, res, ln) = (&layer.bo, &x, &layer.ln1);
+            for_rows(&mut attn, h, parallel, |i, r| {
+                bias_residual_norm(r, b, &res[i * h..(i + 1) * h], ln, eps)
+            });
+            matmul(&attn, t, h, &layer.w1, self.inter, &mut mid, parallel);
+            let (b, act) = (&layer.b1, self.act);
+            for_rows(&mut mid, self.inter, parallel, |_, r| bias_act(r, b, act));
+            matmul(&mid, t, self.inter, &layer.w2, h, &mut out, parallel);
+            let (b, res, ln) = (&layer.b2, &attn, &layer.ln2);
+            for_rows(&mut out, h, parallel, |i, r| {
+                bias_residual_norm(r, b, &res[i * h..(i + 1) * h], ln, eps)
+            });
             std::mem::swap(&mut x, &mut out);
         }
         offsets
@@ -199,7 +212,7 @@ impl FastBert {
 
     /// Multi-head self-attention of each sequence on its own rows of `qkv` (`[T, 3H]`:
     /// queries, keys, values), written to `ctx` (`[T, H]`).
-    fn attention(&self, qkv: &[f32], offsets: &[usize], ctx: &mut [f32]) {
+    fn attention(&self, qkv: &[f32], offsets: &[usize], ctx: &mut [f32], parallel: bool) {
         let h = self.h;
         let dh = h / self.heads;
         let scale = 1.0 / (dh as f32).sqrt();
@@ -211,7 +224,7 @@ impl FastBert {
             blocks.push((w[0], w[1] - w[0], a));
             rest = b;
         }
-        blocks.into_par_iter().for_each(|(start, n, out)| {
+        let one = |(start, n, out): (usize, usize, &mut [f32])| {
             if n == 0 {
                 return;
             }
@@ -273,14 +286,19 @@ impl FastBert {
                     );
                 }
             }
-        });
+        };
+        if parallel {
+            blocks.into_par_iter().for_each(one);
+        } else {
+            blocks.into_iter().for_each(one);
+        }
     }
 }
 
-/// `out[m, n] = a[m, k] * b[k, n]`, all row-major, over the rayon pool.
-fn matmul(a: &[f32], m: usize, k: usize, b: &[f32], n: usize, out: &mut [f32]) {
+/// `out[m, n] = a[m, k] * b[k, n]`, all row-major, over the rayon pool when `parallel`.
+fn matmul(a: &[f32], m: usize, k: usize, b: &[f32], n: usize, out: &mut [f32], parallel: bool) {
     assert!(a.len() >= m * k && b.len() == k * n && out.len() >= m * n);
-    let par = if m * n * k >= 1 << 15 {
+    let par = if parallel && m * n * k >= 1 << 15 {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
@@ -314,33 +332,33 @@ fn matmul(a: &[f32], m: usize, k: usize, b: &[f32], n: usize, out: &mut [f32]) {
 /// Rows a parallel task takes at once in the element-wise loops.
 const ROWS_PER_TASK: usize = 16;
 
-fn add_bias(x: &mut [f32], b: &[f32]) {
-    let n = b.len();
-    x.par_chunks_mut(n * ROWS_PER_TASK).for_each(|rows| {
-        for r in rows.chunks_mut(n) {
-            r.iter_mut().zip(b).for_each(|(v, bb)| *v += bb);
+/// Calls `f(row index, row)` on every row of `x` (rows of `n` values), over the rayon pool
+/// when `parallel`.
+fn for_rows(x: &mut [f32], n: usize, parallel: bool, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let task = |(c, rows): (usize, &mut [f32])| {
+        for (k, r) in rows.chunks_mut(n).enumerate() {
+            f(c * ROWS_PER_TASK + k, r);
         }
-    });
+    };
+    if parallel {
+        x.par_chunks_mut(n * ROWS_PER_TASK).enumerate().for_each(task);
+    } else {
+        x.chunks_mut(n * ROWS_PER_TASK).enumerate().for_each(task);
+    }
 }
 
-/// `x = act(x + b)` row by row.
-fn bias_act(x: &mut [f32], b: &[f32], act: HiddenAct) {
-    let n = b.len();
-    x.par_chunks_mut(n * ROWS_PER_TASK).for_each(|rows| {
-        for r in rows.chunks_mut(n) {
-            // one loop per activation so that each vectorises
-            match act {
-                HiddenAct::Gelu => r
-                    .iter_mut()
-                    .zip(b)
-                    .for_each(|(v, bb)| *v = gelu_erf(*v + bb)),
-                _ => r
-                    .iter_mut()
-                    .zip(b)
-                    .for_each(|(v, bb)| *v = activation(*v + bb, act)),
-            }
-        }
-    });
+/// `r = act(r + b)`, one loop per activation so that each vectorises.
+fn bias_act(r: &mut [f32], b: &[f32], act: HiddenAct) {
+    match act {
+        HiddenAct::Gelu => r
+            .iter_mut()
+            .zip(b)
+            .for_each(|(v, bb)| *v = gelu_erf(*v + bb)),
+        _ => r
+            .iter_mut()
+            .zip(b)
+            .for_each(|(v, bb)| *v = activation(*v + bb, act)),
+    }
 }
 
 /// The hidden activation, as candle computes it.
@@ -385,25 +403,12 @@ pub fn erf(x: f32) -> f32 {
     p / q
 }
 
-/// `x = LayerNorm(x + b + residual)` row by row.
-fn bias_residual_norm(
-    x: &mut [f32],
-    b: &[f32],
-    residual: &[f32],
-    ln: &(Vec<f32>, Vec<f32>),
-    eps: f32,
-) {
-    let n = b.len();
-    x.par_chunks_mut(n * ROWS_PER_TASK)
-        .zip(residual.par_chunks(n * ROWS_PER_TASK))
-        .for_each(|(rows, res)| {
-            for (r, rr) in rows.chunks_mut(n).zip(res.chunks(n)) {
-                for k in 0..n {
-                    r[k] += b[k] + rr[k];
-                }
-                layer_norm_row(r, &ln.0, &ln.1, eps);
-            }
-        });
+/// `r = LayerNorm(r + b + residual)` of one row.
+fn bias_residual_norm(r: &mut [f32], b: &[f32], residual: &[f32], ln: &(Vec<f32>, Vec<f32>), eps: f32) {
+    for k in 0..r.len() {
+        r[k] += b[k] + residual[k];
+    }
+    layer_norm_row(r, &ln.0, &ln.1, eps);
 }
 
 /// In-place LayerNorm of one row: `(x - mean) / sqrt(var + eps) * g + b` (biased variance).

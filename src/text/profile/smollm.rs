@@ -64,7 +64,7 @@ pub struct Generation {
     pub text: String,
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
-    /// Whether it stopped at an end token (rather than the token limit).
+    /// Whether it stopped before the token limit (end token, or summarization complete).
     pub stopped: bool,
     pub prefill_seconds: f64,
     pub decode_seconds: f64,
@@ -200,7 +200,8 @@ impl LocalGguf {
         let ids = enc.get_ids().to_vec();
         if ids.len() + req.max_tokens > MAX_SEQ_LEN {
             bail!(
-                "prompt of {} tokens plus {} new tokens exceeds the model's {MAX_SEQ_LEN}-token window",
+                "prompt of {} tokens plus {} new tokens exceeds the model's {MAX_SEQ_LEN}-token \
+                 window (list fewer items per user: ProfileOptions::max_user_items)",
                 ids.len(),
                 req.max_tokens
             );

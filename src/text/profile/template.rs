@@ -207,7 +207,10 @@ impl<'a> Describer<'a> {
         let mut out = Vec::new();
         if let Some(a) = get("age") {
             let coded = (self.coding == UserCoding::Ml1mCodes)
-                .then(|| whole_number(a).and_then(|c| ml1m_age(c).map(|w| (c, w))))
+                .then(|| {
+                    whole_number(a)
+                        .and_then(|c| ml1m_age(c).map(|w| (c, w.replace("Under", "under"))))
+                })
                 .flatten();
             out.push(match (coded, with_codes) {
                 (Some((c, w)), true) => format!("aged {w} (ML-1M age code {c})"),
