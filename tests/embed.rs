@@ -7,7 +7,7 @@
 //! (`scripts/fetch_data.sh` fetches it); everything else uses small fixtures.
 
 use darec::data::{Dataset, IdMap};
-use darec::text::embed::encoder::{erf, gelu_erf, layer_norm_row, softmax_row};
+use darec::text::embed::kernels::{erf, exp, gelu_erf, layer_norm_row, softmax_row};
 use darec::text::embed::npy::{parse_npy, read_npy, write_npy_f32};
 use darec::text::embed::{
     embed_profiles, import_vectors, length_batches, partial_path, pool_normalize, Backend,
@@ -419,15 +419,35 @@ fn elementwise_kernels_match_hand_values() {
         worst = worst.max((erf(x as f32) as f64 - r).abs());
     }
     assert!(worst < 1e-6, "erf error {worst}");
+    // exp: relative error against f64 over [-87, 88]
+    let mut worst = 0f64;
+    for k in -8700..=8800 {
+        let x = k as f32 / 100.0;
+        let r = (x as f64).exp();
+        worst = worst.max(((exp(x) as f64 - r) / r).abs());
+    }
+    assert!(worst < 3e-7, "exp relative error {worst}");
+    assert_eq!(exp(0.0), 1.0);
+    assert!(exp(-1000.0) < 1e-37 && exp(-1000.0) >= 0.0);
     assert!((gelu_erf(1.0) - 0.841_344_7).abs() < 1e-6);
     assert!((gelu_erf(-1.0) + 0.158_655_3).abs() < 1e-6);
     assert!((gelu_erf(0.5) - 0.345_731_4).abs() < 1e-6);
     let mut x = [1.0, 2.0, 3.0];
     layer_norm_row(&mut x, &[1.0, 1.0, 2.0], &[0.0, 0.5, 0.0], 0.0);
     assert!(max_abs_diff(&x, &[-1.224_744_9, 0.5, 2.449_489_7]) < 1e-6);
-    let mut s = [0.0, 2f32.ln(), f32::MIN];
+    // 19 values: exercises the 8-lane reductions and their tails
+    let mut x: Vec<f32> = (1..=19).map(|v| v as f32).collect();
+    let (ones, zeros) = (vec![1.0; 19], vec![0.0; 19]);
+    layer_norm_row(&mut x, &ones, &zeros, 0.0);
+    // mean 10, variance (19^2 - 1) / 12 = 30
+    assert!((x[0] + 9.0 / 30f32.sqrt()).abs() < 1e-6 && x[9].abs() < 1e-6);
+    let mut s = [0.0, 2f32.ln(), -200.0];
     softmax_row(&mut s);
     assert!(max_abs_diff(&s, &[1.0 / 3.0, 2.0 / 3.0, 0.0]) < 1e-7);
+    let mut s: Vec<f32> = (0..19).map(|v| if v == 11 { 1.0 } else { 0.0 }).collect();
+    softmax_row(&mut s);
+    let e = std::f32::consts::E;
+    assert!((s[11] - e / (e + 18.0)).abs() < 1e-7 && (s[0] - 1.0 / (e + 18.0)).abs() < 1e-7);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,12 +1,19 @@
-//! [`LocalEmbedder`]: a BERT-family sentence-transformer run on the CPU with candle
-//! (SPEC section 3: all-MiniLM-L6-v2, mean pooling over the attention mask, then L2
-//! normalisation, as sentence-transformers' `Transformer -> Pooling(mean) -> Normalize`).
+//! [`LocalEmbedder`]: a BERT-family sentence-transformer directory (`config.json`,
+//! `tokenizer.json`, `model.safetensors`) run with candle weights (SPEC section 3:
+//! all-MiniLM-L6-v2, mean pooling over the attention mask, then L2 normalisation, as
+//! sentence-transformers' `Transformer -> Pooling(mean) -> Normalize`).
 //!
-//! Batching: every text is tokenized once (truncated to the model's maximum length, no
-//! fixed padding), the texts are sorted by token count and cut into batches of
-//! `batch_size`, and each batch is padded only to its longest text (the tokenizer's
-//! `BatchLongest` strategy). Vectors come back in the caller's order. Padding never changes
-//! a vector: the attention mask hides padded keys and pooling skips padded positions.
+//! Sequence length: `max_seq_length` of `sentence_bert_config.json` when present (256 for
+//! MiniLM, which is what sentence-transformers uses, not tokenizer.json's 128), else the
+//! tokenizer's truncation length, capped by `max_position_embeddings`.
+//!
+//! Batching: every text is tokenized once (truncated, no fixed padding), the texts are
+//! sorted by token count and cut into batches of `batch_size`, and each batch is padded
+//! only to its longest text (the tokenizer's `BatchLongest` strategy) for candle's
+//! `BertModel`; the fused CPU encoder ([`FastBert`], the default on the CPU) packs a batch
+//! with no padding at all and runs one batch per thread. Vectors come back in the caller's
+//! order. Padding never changes a vector: the attention mask hides padded keys and pooling
+//! skips padded positions.
 
 use super::encoder::FastBert;
 use crate::data::DataError;

@@ -8,11 +8,14 @@
 //!   padding, so every linear layer is one `gemm` call over real tokens only;
 //! - query, key and value are one fused `[H, 3H]` product;
 //! - attention runs per sequence (so no mask is needed), sequences in parallel;
-//! - bias + GELU and residual + LayerNorm are fused row loops over the rayon pool.
+//! - bias + GELU and residual + LayerNorm are fused row loops (`kernels`);
+//! - a forward either spreads each step over the rayon pool or, when the caller runs one
+//!   batch per thread, runs on one thread without any synchronisation.
 //!
 //! Padding a sequence in candle's model changes nothing for its real tokens (padded keys
 //! get a `f32::MIN` score), so both give the same hidden states up to rounding.
 
+use super::kernels::{bias_act, bias_residual_norm, layer_norm_row, softmax_row};
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct};
@@ -192,7 +195,7 @@ impl FastBert {
             matmul(&ctx, t, h, &layer.wo, h, &mut attn, parallel);
             let (b, res, ln) = (&layer.bo, &x, &layer.ln1);
             for_rows(&mut attn, h, parallel, |i, r| {
-                bias_residual_norm(r, b, &res[i * h..(i + 1) * h], ln, eps)
+                bias_residual_norm(r, b, &res[i * h..(i + 1) * h], &ln.0, &ln.1, eps)
             });
             matmul(&attn, t, h, &layer.w1, self.inter, &mut mid, parallel);
             let (b, act) = (&layer.b1, self.act);
@@ -200,7 +203,7 @@ impl FastBert {
             matmul(&mid, t, self.inter, &layer.w2, h, &mut out, parallel);
             let (b, res, ln) = (&layer.b2, &attn, &layer.ln2);
             for_rows(&mut out, h, parallel, |i, r| {
-                bias_residual_norm(r, b, &res[i * h..(i + 1) * h], ln, eps)
+                bias_residual_norm(r, b, &res[i * h..(i + 1) * h], &ln.0, &ln.1, eps)
             });
             std::mem::swap(&mut x, &mut out);
         }
@@ -341,95 +344,10 @@ fn for_rows(x: &mut [f32], n: usize, parallel: bool, f: impl Fn(usize, &mut [f32
         }
     };
     if parallel {
-        x.par_chunks_mut(n * ROWS_PER_TASK).enumerate().for_each(task);
+        x.par_chunks_mut(n * ROWS_PER_TASK)
+            .enumerate()
+            .for_each(task);
     } else {
         x.chunks_mut(n * ROWS_PER_TASK).enumerate().for_each(task);
     }
-}
-
-/// `r = act(r + b)`, one loop per activation so that each vectorises.
-fn bias_act(r: &mut [f32], b: &[f32], act: HiddenAct) {
-    match act {
-        HiddenAct::Gelu => r
-            .iter_mut()
-            .zip(b)
-            .for_each(|(v, bb)| *v = gelu_erf(*v + bb)),
-        _ => r
-            .iter_mut()
-            .zip(b)
-            .for_each(|(v, bb)| *v = activation(*v + bb, act)),
-    }
-}
-
-/// The hidden activation, as candle computes it.
-#[inline]
-pub fn activation(v: f32, act: HiddenAct) -> f32 {
-    match act {
-        HiddenAct::Gelu => gelu_erf(v),
-        HiddenAct::GeluApproximate => {
-            // tanh approximation, as torch's gelu(approximate="tanh")
-            let c = (2.0f32 / std::f32::consts::PI).sqrt();
-            0.5 * v * (1.0 + (c * (v + 0.044715 * v * v * v)).tanh())
-        }
-        HiddenAct::Relu => v.max(0.0),
-    }
-}
-
-/// `0.5 x (1 + erf(x / sqrt 2))`.
-#[inline]
-pub fn gelu_erf(v: f32) -> f32 {
-    0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// erf in single precision: a rational approximation on [-4, 4] (beyond it erf is +-1 in
-/// f32), absolute error below 1e-6 (tested against an f64 reference). Plain multiply-adds,
-/// not `mul_add`: without the `fma` target feature that is a libm call per operation, and
-/// this way the GELU loop vectorises.
-#[inline]
-pub fn erf(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
-    p = x2 * p + -2.101_024e-6;
-    p = x2 * p + -5.692_506_4e-5;
-    p = x2 * p + -7.349_906_3e-4;
-    p = x2 * p + -2.954_6e-3;
-    p = x2 * p + -1.609_603_3e-2;
-    p *= x;
-    let mut q = x2 * -1.456_607_2e-5 + -2.133_740_6e-4;
-    q = x2 * q + -1.682_827e-3;
-    q = x2 * q + -7.373_329e-3;
-    q = x2 * q + -1.426_474e-2;
-    p / q
-}
-
-/// `r = LayerNorm(r + b + residual)` of one row.
-fn bias_residual_norm(r: &mut [f32], b: &[f32], residual: &[f32], ln: &(Vec<f32>, Vec<f32>), eps: f32) {
-    for k in 0..r.len() {
-        r[k] += b[k] + residual[k];
-    }
-    layer_norm_row(r, &ln.0, &ln.1, eps);
-}
-
-/// In-place LayerNorm of one row: `(x - mean) / sqrt(var + eps) * g + b` (biased variance).
-pub fn layer_norm_row(x: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
-    let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let inv = 1.0 / (var + eps).sqrt();
-    for ((v, gg), bb) in x.iter_mut().zip(g).zip(b) {
-        *v = (*v - mean) * inv * gg + bb;
-    }
-}
-
-/// In-place softmax of one row (max subtracted first).
-pub fn softmax_row(x: &mut [f32]) {
-    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut s = 0f32;
-    for v in x.iter_mut() {
-        *v = (*v - m).exp();
-        s += *v;
-    }
-    let inv = 1.0 / s;
-    x.iter_mut().for_each(|v| *v *= inv);
 }

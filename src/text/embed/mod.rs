@@ -3,7 +3,8 @@
 //! resumable profile-to-vector pipeline and importers for vectors made elsewhere.
 //!
 //! Submodules: `bert` ([`LocalEmbedder`]: any BERT-family sentence-transformer directory,
-//! mean pooling + L2), `encoder` ([`FastBert`], its fused CPU forward pass), `vectors`
+//! mean pooling + L2), `encoder` ([`FastBert`], its fused CPU forward pass) with its row
+//! `kernels`, `vectors`
 //! ([`SemanticVectors`] in safetensors), `pipeline` ([`embed_profiles`], chunked and
 //! resumable), `npy` (a `.npy` reader) and `import` ([`import_vectors`]: `.npy`,
 //! `.safetensors`, RLMRec's `usr_emb_np.pkl` / `itm_emb_np.pkl`).
@@ -11,6 +12,7 @@
 mod bert;
 pub mod encoder;
 mod import;
+pub mod kernels;
 pub mod npy;
 mod pipeline;
 mod vectors;
