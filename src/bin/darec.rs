@@ -347,8 +347,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         kind.source()
                     ))
                 });
+                // Reuse finished vectors when the model and every profile text are unchanged.
+                let fingerprint = {
+                    use sha2::{Digest, Sha256};
+                    let mut h = Sha256::new();
+                    h.update(model.name().as_bytes());
+                    for p in &ps {
+                        h.update(
+                            format!("{:?}\u{1e}{}\u{1e}{}\u{1f}", p.kind, p.id, p.text).as_bytes(),
+                        );
+                    }
+                    h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
+                };
+                let stamp = out.with_extension("safetensors.profiles-sha256");
+                if out.exists()
+                    && std::fs::read_to_string(&stamp).ok().as_deref() == Some(fingerprint.as_str())
+                {
+                    let v = darec::text::embed::SemanticVectors::load(&out)?;
+                    println!("reusing {} (same model and profiles)", out.display());
+                    return finish_embed(v, &out);
+                }
                 let t0 = std::time::Instant::now();
                 let v = embed_profiles(&ds, &ps, model.as_ref(), &EmbedOptions::for_output(&out))?;
+                darec::run::write_atomic(&stamp, fingerprint.as_bytes())?;
                 let n = ds.n_users() + ds.n_items();
                 let secs = t0.elapsed().as_secs_f64();
                 println!(
@@ -357,14 +378,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 (v, out)
             };
-            println!(
-                "{} users and {} items x {} dims ({}) -> {}",
-                vectors.n_users,
-                vectors.n_items,
-                vectors.dim,
-                vectors.model,
-                out.display()
-            );
+            finish_embed(vectors, &out)?;
         }
         Command::Data {
             command: DataCommand::Stats { dataset, set },
@@ -409,4 +423,19 @@ fn dataset_config(dataset: &str, set: Vec<String>) -> anyhow::Result<Config> {
     let mut s = vec![format!("data.name=\"{dataset}\"")];
     s.extend(set);
     Config::load(None, &s)
+}
+
+fn finish_embed(
+    v: darec::text::embed::SemanticVectors,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    println!(
+        "{} users and {} items x {} dims ({}) -> {}",
+        v.n_users,
+        v.n_items,
+        v.dim,
+        v.model,
+        out.display()
+    );
+    Ok(())
 }
