@@ -33,7 +33,7 @@ if min(args.epochs, args.threads, args.batch, args.dim) < 1 or args.layers < 0:
     p.error("--epochs, --threads, --batch and --dim must be at least 1, --layers at least 0")
 
 # OpenMP and MKL read these when torch loads. PASSIVE: idle OpenMP workers sleep instead of
-# spinning; with the default (spinning) a 2-thread run here slowed down 2x to 15x whenever
+# spinning; with the default (spinning) a 2-thread run here slowed down 2.5x to 17x whenever
 # another process used a core (see bench/README.md). An explicit OMP_WAIT_POLICY is respected.
 os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -1,17 +1,13 @@
-//! Timing of the fused similarity ops and the projection MLP at DaRec/RLMRec sizes.
-use candle_core::{Device, Tensor, Var};
+//! Timing of the fused similarity ops and the projection MLP at RLMRec/DaRec sizes
+//! (development aid): `cargo run --release --example profile_ops -- 4096 942`.
+use candle_core::{Device, Var};
 use darec::ops::similarity::*;
 use darec::rng::Rng;
 use std::time::Instant;
 
 fn rand(n: usize, d: usize, seed: u64) -> Var {
     let mut r = Rng::new(seed);
-    Var::from_vec(
-        (0..n * d).map(|_| r.f32() - 0.5).collect::<Vec<_>>(),
-        (n, d),
-        &Device::Cpu,
-    )
-    .unwrap()
+    Var::from_vec((0..n * d).map(|_| r.f32() - 0.5).collect::<Vec<_>>(), (n, d), &Device::Cpu).unwrap()
 }
 fn time(label: &str, f: &dyn Fn()) {
     f();
@@ -19,56 +15,49 @@ fn time(label: &str, f: &dyn Fn()) {
     for _ in 0..3 {
         f();
     }
-    println!(
-        "{label}: {:.1} ms",
-        t.elapsed().as_secs_f64() * 1000.0 / 3.0
-    );
+    println!("{label}: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0 / 3.0);
 }
 fn main() {
-    let a = rand(4096, 32, 1);
-    let all = rand(11000, 32, 2);
-    time("info_nce fwd B=4096 M=11000", &|| {
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().unwrap()).collect();
+    let (b, m) = (args.first().copied().unwrap_or(4096), args.get(1).copied().unwrap_or(11000));
+    let a = rand(b, 32, 1);
+    let all = rand(m, 32, 2);
+    time(&format!("info_nce fwd B={b} M={m}"), &|| {
         info_nce(a.as_tensor(), a.as_tensor(), all.as_tensor(), 0.2).unwrap();
     });
     time("info_nce fwd+bwd", &|| {
-        info_nce(a.as_tensor(), a.as_tensor(), all.as_tensor(), 0.2)
-            .unwrap()
-            .backward()
-            .unwrap();
+        info_nce(a.as_tensor(), a.as_tensor(), all.as_tensor(), 0.2).unwrap().backward().unwrap();
     });
-    time("uniformity fwd+bwd n=4096", &|| {
-        uniformity(a.as_tensor(), 2.0).unwrap().backward().unwrap();
+    time("info_nce_reference fwd+bwd", &|| {
+        info_nce_reference(a.as_tensor(), a.as_tensor(), all.as_tensor(), 0.2).unwrap().backward().unwrap();
     });
-    let b = rand(4096, 32, 3);
-    time("gram_mse fwd+bwd n=4096", &|| {
-        gram_mse(a.as_tensor(), b.as_tensor())
-            .unwrap()
-            .backward()
-            .unwrap();
+    let n = b.min(m);
+    let x = rand(n, 32, 3);
+    let y = rand(n, 32, 4);
+    time(&format!("uniformity fwd+bwd n={n}"), &|| {
+        uniformity(x.as_tensor(), 2.0).unwrap().backward().unwrap();
+    });
+    time(&format!("gram_mse fwd+bwd n={n}"), &|| {
+        gram_mse(x.as_tensor(), y.as_tensor()).unwrap().backward().unwrap();
     });
     let mut rng = Rng::new(0);
     let mlp = darec::align::mlp::Mlp::new(384, 32, &Device::Cpu, &mut rng).unwrap();
-    let x = rand(11000, 384, 4);
-    time("mlp fwd [11000,384]", &|| {
-        mlp.forward(x.as_tensor()).unwrap();
+    let e = rand(m, 384, 5);
+    time(&format!("mlp fwd+bwd [{m},384]"), &|| {
+        mlp.forward(e.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
     });
-    time("mlp fwd+bwd", &|| {
-        mlp.forward(x.as_tensor())
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+    let a1: Vec<f32> = (0..b * 32).map(|i| (i % 7) as f32).collect();
+    let b1: Vec<f32> = (0..m * 32).map(|i| (i % 5) as f32).collect();
+    time("a_bt gemm", &|| {
+        darec::ops::dense::a_bt(&a1, &b1, b, m, 32, 1.0);
     });
-    let w = rand(384, 208, 5);
-    time("plain matmul [11000,384]x[384,208]", &|| {
-        x.as_tensor().matmul(w.as_tensor()).unwrap();
+    let c1 = darec::ops::dense::a_bt(&a1, &b1, b, m, 32, 1.0);
+    time("at_b gemm [b,m]^T x [b,32]", &|| {
+        let mut out = vec![0f32; m * 32];
+        darec::ops::dense::at_b_into(&c1, &a1, m, 32, b, 1.0, &mut out, false);
     });
-    let h = x.as_tensor().matmul(w.as_tensor()).unwrap();
-    time("leaky relu [11000,208]", &|| {
-        darec::align::mlp::leaky_relu(&h).unwrap();
-    });
-    time("l2_normalize [11000,32]", &|| {
-        l2_normalize(all.as_tensor()).unwrap();
+    time("a_b gemm [b,m] x [m,32]", &|| {
+        let mut out = vec![0f32; b * 32];
+        darec::ops::dense::a_b_into(&c1, &b1, b, 32, m, 1.0, &mut out, false);
     });
 }

@@ -12,8 +12,8 @@
 //!
 //! Each has a plain-candle reference (`*_reference`), used on non-CPU devices and in tests.
 
-use super::dense::{a_b_into, a_bt, at_b_into};
-use super::fastmath::fast_exp;
+use super::dense::{a_b_into, a_bt_into, at_b_into};
+use super::fastmath::{exp_shifted_in_place, fast_exp, lane_sum};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
@@ -61,23 +61,23 @@ struct InfoNce {
     tau: f64,
 }
 
-/// Row-wise log-sum-exp of `logits` (`[b, m]`); the rows are overwritten with
+/// Rows of the big matrix processed at a time: the block buffer (`BLOCK x m` f32) stays
+/// small and warm instead of allocating, page-faulting and streaming an `n x m` matrix.
+const BLOCK: usize = 256;
+
+fn blocks(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n.div_ceil(BLOCK)).map(move |k| (k * BLOCK, ((k + 1) * BLOCK).min(n)))
+}
+
+/// Row-wise log-sum-exp of `logits` (`[rows, m]`); the rows are overwritten with
 /// `exp(logit - max)`, normalised to the softmax when asked.
 fn row_lse(logits: &mut [f32], m: usize, softmax: bool) -> Vec<f64> {
     logits
         .par_chunks_mut(m)
         .map(|row| {
             let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut s = 0f64;
-            for chunk in row.chunks_mut(256) {
-                let mut part = 0f32;
-                for v in chunk.iter_mut() {
-                    let e = fast_exp(*v - mx);
-                    *v = e;
-                    part += e;
-                }
-                s += part as f64;
-            }
+            exp_shifted_in_place(row, mx);
+            let s = lane_sum(row);
             if softmax {
                 let inv = (1.0 / s) as f32;
                 row.iter_mut().for_each(|v| *v *= inv);
@@ -87,72 +87,56 @@ fn row_lse(logits: &mut [f32], m: usize, softmax: bool) -> Vec<f64> {
         .collect()
 }
 
+/// `out[rows, n] = scale * A[r0..r1] B^T` into a reused buffer.
+fn block_a_bt(a: &[f32], b: &[f32], r0: usize, r1: usize, n: usize, k: usize, scale: f32, buf: &mut Vec<f32>) {
+    buf.resize((r1 - r0) * n, 0.0);
+    a_bt_into(&a[r0 * k..r1 * k], b, r1 - r0, n, k, scale, buf);
+}
+
 impl CustomOp3 for InfoNce {
     fn name(&self) -> &'static str {
         "info-nce"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, d) = l1.shape().dims2()?;
         let (m, d3) = l3.shape().dims2()?;
         if l2.shape().dims2()? != (b, d) || d3 != d {
-            candle_core::bail!(
-                "info-nce: shapes {:?} {:?} {:?} do not fit",
-                l1.shape(),
-                l2.shape(),
-                l3.shape()
-            );
+            candle_core::bail!("info-nce: shapes {:?} {:?} {:?} do not fit", l1.shape(), l2.shape(), l3.shape());
         }
-        let (a, p, all) = (
-            slice(s1, l1, "info-nce")?,
-            slice(s2, l2, "info-nce")?,
-            slice(s3, l3, "info-nce")?,
-        );
+        let (a, p, all) = (slice(s1, l1, "info-nce")?, slice(s2, l2, "info-nce")?, slice(s3, l3, "info-nce")?);
         let inv_tau = (1.0 / self.tau) as f32;
-        let mut logits = a_bt(a, all, b, m, d, inv_tau);
-        let lse = row_lse(&mut logits, m, false);
+        let mut buf = Vec::new();
         let mut total = 0f64;
+        for (r0, r1) in blocks(b) {
+            block_a_bt(a, all, r0, r1, m, d, inv_tau, &mut buf);
+            total += row_lse(&mut buf, m, false).iter().sum::<f64>();
+        }
         for r in 0..b {
-            let pos: f32 = a[r * d..(r + 1) * d]
-                .iter()
-                .zip(&p[r * d..(r + 1) * d])
-                .map(|(x, y)| x * y)
-                .sum();
-            total += lse[r] - (pos * inv_tau) as f64;
+            let pos: f32 = a[r * d..(r + 1) * d].iter().zip(&p[r * d..(r + 1) * d]).map(|(x, y)| x * y).sum();
+            total -= (pos * inv_tau) as f64;
         }
         Ok(scalar_out(total))
     }
 
-    fn bwd(
-        &self,
-        a: &Tensor,
-        p: &Tensor,
-        all: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, a: &Tensor, p: &Tensor, all: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = scalar(grad)?;
         let (b, d) = a.dims2()?;
         let m = all.dim(0)?;
         let (av, pv, allv) = (host(a)?, host(p)?, host(all)?);
         let inv_tau = (1.0 / self.tau) as f32;
-        let mut probs = a_bt(&av, &allv, b, m, d, inv_tau);
-        row_lse(&mut probs, m, true);
         let c = g * inv_tau;
         // dA = c (softmax * all - p); dP = -c a; dAll = c softmax^T a
         let mut da: Vec<f32> = pv.iter().map(|x| -c * x).collect();
-        a_b_into(&probs, &allv, b, d, m, c, &mut da, true);
-        let dp: Vec<f32> = av.iter().map(|x| -c * x).collect();
         let mut dall = vec![0f32; m * d];
-        at_b_into(&probs, &av, m, d, b, c, &mut dall, false);
+        let mut buf = Vec::new();
+        for (r0, r1) in blocks(b) {
+            block_a_bt(&av, &allv, r0, r1, m, d, inv_tau, &mut buf);
+            row_lse(&mut buf, m, true);
+            a_b_into(&buf, &allv, r1 - r0, d, m, c, &mut da[r0 * d..r1 * d], true);
+            at_b_into(&buf, &av[r0 * d..r1 * d], m, d, r1 - r0, c, &mut dall, true);
+        }
+        let dp: Vec<f32> = av.iter().map(|x| -c * x).collect();
         let dev = a.device();
         Ok((
             Some(Tensor::from_vec(da, (b, d), dev)?),
@@ -185,73 +169,48 @@ impl CustomOp2 for GramMse {
         "gram-mse"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, d) = l1.shape().dims2()?;
         let (n2, e) = l2.shape().dims2()?;
         if n != n2 || n == 0 {
             candle_core::bail!("gram-mse: row counts {n} and {n2} differ or are zero");
         }
-        let sa = a_bt(
-            slice(s1, l1, "gram-mse")?,
-            slice(s1, l1, "gram-mse")?,
-            n,
-            n,
-            d,
-            1.0,
-        );
-        let sb = a_bt(
-            slice(s2, l2, "gram-mse")?,
-            slice(s2, l2, "gram-mse")?,
-            n,
-            n,
-            e,
-            1.0,
-        );
-        let total: f64 = sa
-            .par_chunks(n)
-            .zip(sb.par_chunks(n))
-            .map(|(x, y)| {
-                x.iter()
-                    .zip(y)
-                    .map(|(u, v)| ((u - v) as f64).powi(2))
-                    .sum::<f64>()
-            })
-            .sum();
+        let (a, b) = (slice(s1, l1, "gram-mse")?, slice(s2, l2, "gram-mse")?);
+        let (mut sa, mut sb) = (Vec::new(), Vec::new());
+        let mut total = 0f64;
+        for (r0, r1) in blocks(n) {
+            block_a_bt(a, a, r0, r1, n, d, 1.0, &mut sa);
+            block_a_bt(b, b, r0, r1, n, e, 1.0, &mut sb);
+            total += sa
+                .par_chunks(n)
+                .zip(sb.par_chunks(n))
+                .map(|(x, y)| {
+                    let diff: Vec<f32> = x.iter().zip(y).map(|(u, v)| (u - v) * (u - v)).collect();
+                    lane_sum(&diff)
+                })
+                .sum::<f64>();
+        }
         Ok(scalar_out(total / (n * n) as f64))
     }
 
-    fn bwd(
-        &self,
-        a: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = scalar(grad)?;
         let (n, d) = a.dims2()?;
         let e = b.dim(1)?;
         let (av, bv) = (host(a)?, host(b)?);
-        let mut diff = a_bt(&av, &av, n, n, d, 1.0);
-        let sb = a_bt(&bv, &bv, n, n, e, 1.0);
-        diff.par_chunks_mut(n)
-            .zip(sb.par_chunks(n))
-            .for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(u, v)| *u -= v));
-        // d/dA sum D^2 = 4 D A (D symmetric); mean divides by n^2
+        // d/dA sum D^2 = 4 D A (D = AA^T - BB^T symmetric); mean divides by n^2
         let c = 4.0 * g / (n * n) as f32;
         let mut da = vec![0f32; n * d];
-        a_b_into(&diff, &av, n, d, n, c, &mut da, false);
         let mut db = vec![0f32; n * e];
-        a_b_into(&diff, &bv, n, e, n, -c, &mut db, false);
-        Ok((
-            Some(Tensor::from_vec(da, (n, d), a.device())?),
-            Some(Tensor::from_vec(db, (n, e), a.device())?),
-        ))
+        let (mut diff, mut sb) = (Vec::new(), Vec::new());
+        for (r0, r1) in blocks(n) {
+            block_a_bt(&av, &av, r0, r1, n, d, 1.0, &mut diff);
+            block_a_bt(&bv, &bv, r0, r1, n, e, 1.0, &mut sb);
+            diff.par_chunks_mut(n).zip(sb.par_chunks(n)).for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(u, v)| *u -= v));
+            a_b_into(&diff, &av, r1 - r0, d, n, c, &mut da[r0 * d..r1 * d], false);
+            a_b_into(&diff, &bv, r1 - r0, e, n, -c, &mut db[r0 * e..r1 * e], false);
+        }
+        Ok((Some(Tensor::from_vec(da, (n, d), a.device())?), Some(Tensor::from_vec(db, (n, e), a.device())?)))
     }
 }
 
@@ -280,20 +239,22 @@ struct Uniformity {
     t: f64,
 }
 
-/// `E_ij = exp(-t max(0, |x_i|^2 + |x_j|^2 - 2 x_i.x_j))` with a zero diagonal.
-fn kernel_matrix(x: &[f32], n: usize, d: usize, t: f32) -> Vec<f32> {
-    let mut e = a_bt(x, x, n, n, d, 1.0);
-    let sq: Vec<f32> = (0..n)
-        .map(|i| x[i * d..(i + 1) * d].iter().map(|v| v * v).sum())
-        .collect();
-    e.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+/// Rows `r0..r1` of `E_ij = exp(-t max(0, |x_i|^2 + |x_j|^2 - 2 x_i.x_j))` with a zero
+/// diagonal, into `buf`.
+fn kernel_block(x: &[f32], sq: &[f32], r0: usize, r1: usize, n: usize, d: usize, t: f32, buf: &mut Vec<f32>) {
+    block_a_bt(x, x, r0, r1, n, d, 1.0, buf);
+    buf.par_chunks_mut(n).enumerate().for_each(|(k, row)| {
+        let i = r0 + k;
         let si = sq[i];
-        for (v, &sj) in row.iter_mut().zip(&sq) {
+        for (v, &sj) in row.iter_mut().zip(sq) {
             *v = fast_exp(-t * (si + sj - 2.0 * *v).max(0.0));
         }
         row[i] = 0.0;
     });
-    e
+}
+
+fn squared_norms(x: &[f32], n: usize, d: usize) -> Vec<f32> {
+    (0..n).map(|i| x[i * d..(i + 1) * d].iter().map(|v| v * v).sum()).collect()
 }
 
 impl CustomOp1 for Uniformity {
@@ -306,32 +267,38 @@ impl CustomOp1 for Uniformity {
         if n < 2 {
             candle_core::bail!("uniformity: needs at least 2 rows, got {n}");
         }
-        let e = kernel_matrix(slice(s, l, "uniformity")?, n, d, self.t as f32);
-        let q: f64 = e
-            .par_chunks(n)
-            .map(|r| r.iter().map(|&v| v as f64).sum::<f64>())
-            .sum();
+        let x = slice(s, l, "uniformity")?;
+        let sq = squared_norms(x, n, d);
+        let mut buf = Vec::new();
+        let mut q = 0f64;
+        for (r0, r1) in blocks(n) {
+            kernel_block(x, &sq, r0, r1, n, d, self.t as f32, &mut buf);
+            q += buf.par_chunks(n).map(lane_sum).sum::<f64>();
+        }
         Ok(scalar_out((q / (n * (n - 1)) as f64).ln()))
     }
 
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = scalar(grad)?;
         let (n, d) = x.dims2()?;
         let xv = host(x)?;
-        let e = kernel_matrix(&xv, n, d, self.t as f32);
-        let rows: Vec<f64> = e
-            .par_chunks(n)
-            .map(|r| r.iter().map(|&v| v as f64).sum::<f64>())
-            .collect();
-        let q: f64 = rows.iter().sum();
+        let sq = squared_norms(&xv, n, d);
+        // the forward value gives Q = sum of the kernel matrix
+        let q = (scalar(res)? as f64).exp() * (n * (n - 1)) as f64;
         // dL/dx_i = (-4t/Q) [ rowsum_i(E) x_i - (E X)_i ]
         let c = (-4.0 * self.t / q) as f32 * g;
         let mut dx = vec![0f32; n * d];
-        a_b_into(&e, &xv, n, d, n, -c, &mut dx, false);
-        for i in 0..n {
-            let ri = rows[i] as f32 * c;
-            for j in 0..d {
-                dx[i * d + j] += ri * xv[i * d + j];
+        let mut buf = Vec::new();
+        for (r0, r1) in blocks(n) {
+            kernel_block(&xv, &sq, r0, r1, n, d, self.t as f32, &mut buf);
+            let rows: Vec<f64> = buf.par_chunks(n).map(lane_sum).collect();
+            a_b_into(&buf, &xv, r1 - r0, d, n, -c, &mut dx[r0 * d..r1 * d], false);
+            for (k, rs) in rows.iter().enumerate() {
+                let i = r0 + k;
+                let ri = *rs as f32 * c;
+                for j in 0..d {
+                    dx[i * d + j] += ri * xv[i * d + j];
+                }
             }
         }
         Ok(Some(Tensor::from_vec(dx, (n, d), x.device())?))
@@ -410,6 +377,22 @@ mod tests {
         let f = info_nce(a.as_tensor(), p.as_tensor(), p.as_tensor(), 0.2).unwrap();
         let r = info_nce_reference(a.as_tensor(), p.as_tensor(), p.as_tensor(), 0.2).unwrap();
         check_against_reference(&[&a, &p], &f, &r);
+    }
+
+    /// Sizes above one row block (`BLOCK` = 256) exercise the blocked loops.
+    #[test]
+    fn multi_block_sizes_match_the_reference() {
+        let (a, p, all) = (var(600, 4, 7), var(600, 4, 8), var(530, 4, 9));
+        let f = info_nce(a.as_tensor(), p.as_tensor(), all.as_tensor(), 0.3).unwrap();
+        let r = info_nce_reference(a.as_tensor(), p.as_tensor(), all.as_tensor(), 0.3).unwrap();
+        check_against_reference(&[&a, &p, &all], &f, &r);
+        let (x, y) = (var(520, 3, 10), var(520, 5, 11));
+        let f = gram_mse(x.as_tensor(), y.as_tensor()).unwrap();
+        let r = gram_mse_reference(x.as_tensor(), y.as_tensor()).unwrap();
+        check_against_reference(&[&x, &y], &f, &r);
+        let f = uniformity(x.as_tensor(), 2.0).unwrap();
+        let r = uniformity_reference(x.as_tensor(), 2.0).unwrap();
+        check_against_reference(&[&x], &f, &r);
     }
 
     #[test]

@@ -118,7 +118,7 @@ fn read_config(path: &Path) -> anyhow::Result<BertConfig> {
     }
     let cfg: BertConfig = serde_json::from_value(v)
         .map_err(|e| DataError::file(path, format!("not a BERT config: {e}")))?;
-    if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+    if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
         return Err(DataError::file(
             path,
             format!(

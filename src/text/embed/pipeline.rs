@@ -110,10 +110,7 @@ fn parse_partial(bytes: &[u8]) -> Option<Parsed> {
     let mut pos = MAGIC.len() + nl + 1;
     let mut entries = Vec::new();
     let rec_bytes = header.dim * 4;
-    loop {
-        let Some(nl) = bytes[pos..].iter().position(|&b| b == b'\n') else {
-            break;
-        };
+    while let Some(nl) = bytes[pos..].iter().position(|&b| b == b'\n') {
         let Ok(key) = serde_json::from_slice::<CacheKey>(&bytes[pos..pos + nl]) else {
             break;
         };
