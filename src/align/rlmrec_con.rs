@@ -60,12 +60,13 @@ impl Alignment for RlmrecCon {
         let anc = l2_normalize(&nodes.index_select(&b.user_nodes, 0)?)?;
         let anc_prf = users_prf.index_select(&b.user_nodes, 0)?;
         let user_term = info_nce(&anc, &anc_prf, &users_prf, self.cfg.tau)?;
-        let item_term = |nodes_idx: &candle_core::Tensor,
-                         item_idx: &[u32]|
-         -> Result<candle_core::Tensor> {
+        // as RLMRec: project every item once per step, then gather the batch's rows
+        // (cheaper than projecting the 2 x batch gathered rows whenever items < 2 x batch)
+        let items_prf = self.mlp.forward(&self.sem.items)?;
+        let item_term = |nodes_idx: &candle_core::Tensor, item_idx: &[u32]| -> Result<candle_core::Tensor> {
             let idx = candle_core::Tensor::from_slice(item_idx, item_idx.len(), nodes.device())?;
             let e = l2_normalize(&nodes.index_select(nodes_idx, 0)?)?;
-            let prf = l2_normalize(&self.mlp.forward(&self.sem.items.index_select(&idx, 0)?)?)?;
+            let prf = l2_normalize(&items_prf.index_select(&idx, 0)?)?;
             info_nce(&e, &prf, &prf, self.cfg.tau)
         };
         let pos = item_term(&b.pos_nodes, &b.pos)?;
