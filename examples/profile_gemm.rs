@@ -10,7 +10,10 @@ fn main() {
             *x = e * 0.5;
             s += e;
         }
-        println!("fast_exp 3.9M: {:.2} ms ({s})", t.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "fast_exp 3.9M: {:.2} ms ({s})",
+            t.elapsed().as_secs_f64() * 1e3
+        );
     }
     let t = Instant::now();
     let mut s = 0f32;
@@ -19,5 +22,8 @@ fn main() {
         *x = e * 0.5;
         s += e;
     }
-    println!("libm exp 3.9M: {:.2} ms ({s})", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "libm exp 3.9M: {:.2} ms ({s})",
+        t.elapsed().as_secs_f64() * 1e3
+    );
 }

@@ -7,7 +7,12 @@ use std::time::Instant;
 
 fn rand(n: usize, d: usize, seed: u64) -> Var {
     let mut r = Rng::new(seed);
-    Var::from_vec((0..n * d).map(|_| r.f32() - 0.5).collect::<Vec<_>>(), (n, d), &Device::Cpu).unwrap()
+    Var::from_vec(
+        (0..n * d).map(|_| r.f32() - 0.5).collect::<Vec<_>>(),
+        (n, d),
+        &Device::Cpu,
+    )
+    .unwrap()
 }
 fn time(label: &str, f: &dyn Fn()) {
     f();
@@ -15,21 +20,36 @@ fn time(label: &str, f: &dyn Fn()) {
     for _ in 0..3 {
         f();
     }
-    println!("{label}: {:.1} ms", t.elapsed().as_secs_f64() * 1000.0 / 3.0);
+    println!(
+        "{label}: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1000.0 / 3.0
+    );
 }
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().unwrap()).collect();
-    let (b, m) = (args.first().copied().unwrap_or(4096), args.get(1).copied().unwrap_or(11000));
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let (b, m) = (
+        args.first().copied().unwrap_or(4096),
+        args.get(1).copied().unwrap_or(11000),
+    );
     let a = rand(b, 32, 1);
     let all = rand(m, 32, 2);
     time(&format!("info_nce fwd B={b} M={m}"), &|| {
         info_nce(a.as_tensor(), a.as_tensor(), all.as_tensor(), 0.2).unwrap();
     });
     time("info_nce fwd+bwd", &|| {
-        info_nce(a.as_tensor(), a.as_tensor(), all.as_tensor(), 0.2).unwrap().backward().unwrap();
+        info_nce(a.as_tensor(), a.as_tensor(), all.as_tensor(), 0.2)
+            .unwrap()
+            .backward()
+            .unwrap();
     });
     time("info_nce_reference fwd+bwd", &|| {
-        info_nce_reference(a.as_tensor(), a.as_tensor(), all.as_tensor(), 0.2).unwrap().backward().unwrap();
+        info_nce_reference(a.as_tensor(), a.as_tensor(), all.as_tensor(), 0.2)
+            .unwrap()
+            .backward()
+            .unwrap();
     });
     let n = b.min(m);
     let x = rand(n, 32, 3);
@@ -38,13 +58,21 @@ fn main() {
         uniformity(x.as_tensor(), 2.0).unwrap().backward().unwrap();
     });
     time(&format!("gram_mse fwd+bwd n={n}"), &|| {
-        gram_mse(x.as_tensor(), y.as_tensor()).unwrap().backward().unwrap();
+        gram_mse(x.as_tensor(), y.as_tensor())
+            .unwrap()
+            .backward()
+            .unwrap();
     });
     let mut rng = Rng::new(0);
     let mlp = darec::align::mlp::Mlp::new(384, 32, &Device::Cpu, &mut rng).unwrap();
     let e = rand(m, 384, 5);
     time(&format!("mlp fwd+bwd [{m},384]"), &|| {
-        mlp.forward(e.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
+        mlp.forward(e.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
     });
     let a1: Vec<f32> = (0..b * 32).map(|i| (i % 7) as f32).collect();
     let b1: Vec<f32> = (0..m * 32).map(|i| (i % 5) as f32).collect();

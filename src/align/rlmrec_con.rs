@@ -63,7 +63,9 @@ impl Alignment for RlmrecCon {
         // as RLMRec: project every item once per step, then gather the batch's rows
         // (cheaper than projecting the 2 x batch gathered rows whenever items < 2 x batch)
         let items_prf = self.mlp.forward(&self.sem.items)?;
-        let item_term = |nodes_idx: &candle_core::Tensor, item_idx: &[u32]| -> Result<candle_core::Tensor> {
+        let item_term = |nodes_idx: &candle_core::Tensor,
+                         item_idx: &[u32]|
+         -> Result<candle_core::Tensor> {
             let idx = candle_core::Tensor::from_slice(item_idx, item_idx.len(), nodes.device())?;
             let e = l2_normalize(&nodes.index_select(nodes_idx, 0)?)?;
             let prf = l2_normalize(&items_prf.index_select(&idx, 0)?)?;

@@ -357,7 +357,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             format!("{:?}\u{1e}{}\u{1e}{}\u{1f}", p.kind, p.id, p.text).as_bytes(),
                         );
                     }
-                    h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    h.finalize()
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
                 };
                 let stamp = out.with_extension("safetensors.profiles-sha256");
                 if out.exists()

@@ -72,13 +72,6 @@ impl Bpr {
     }
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("bpr: needs contiguous input".into()))?;
-    Ok(&s.as_slice::<f32>()?[a..b])
-}
-
 impl CustomOp1 for Bpr {
     fn name(&self) -> &'static str {
         "bpr"
@@ -86,7 +79,7 @@ impl CustomOp1 for Bpr {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (_, d) = self.check(l)?;
-        let x = slice(s, l)?;
+        let x = super::cpu_slice(s, l, "bpr")?;
         let total: f64 = (0..self.users.len())
             .map(|b| softplus(self.margin(x, d, b) as f64))
             .sum();

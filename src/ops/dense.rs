@@ -73,7 +73,9 @@ pub fn a_bt(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, scale: f32) -> V
 /// `out[m,n] = scale * A[m,k] B[n,k]^T` into an existing buffer.
 pub fn a_bt_into(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, scale: f32, out: &mut [f32]) {
     assert!(a.len() == m * k && b.len() == n * k, "a_bt: shapes");
-    gemm_strided(m, n, k, out, false, a, k as isize, 1, b, 1, k as isize, scale);
+    gemm_strided(
+        m, n, k, out, false, a, k as isize, 1, b, 1, k as isize, scale,
+    );
 }
 
 /// `out (+)= scale * A[m,k] B[k,n]`.

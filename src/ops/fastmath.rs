@@ -64,6 +64,9 @@ mod tests {
         assert_eq!(fast_exp(0.0), 1.0);
         assert!(fast_exp(-1000.0) > 0.0 && fast_exp(-1000.0) < 1e-37);
         let xs: Vec<f32> = (0..1003).map(|i| i as f32 * 0.5).collect();
-        assert_eq!(lane_sum(&xs), (0..1003).map(|i| i as f64 * 0.5).sum::<f64>());
+        assert_eq!(
+            lane_sum(&xs),
+            (0..1003).map(|i| i as f64 * 0.5).sum::<f64>()
+        );
     }
 }

@@ -11,3 +11,15 @@ pub mod similarity;
 
 pub use adam::{Adam, AdamConfig};
 pub use propagate::{propagate, Combine};
+
+/// The f32 data of a contiguous CPU tensor storage, as seen through its layout.
+pub(crate) fn cpu_slice<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input must be contiguous")))?;
+    Ok(&s.as_slice::<f32>()?[a..b])
+}

@@ -54,14 +54,6 @@ fn layer_weight(combine: Combine, l: usize, layers: usize) -> f32 {
     }
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("propagate: input must be contiguous"),
-    }
-}
-
 impl Propagate {
     fn dims(&self, l: &Layout) -> Result<(usize, usize)> {
         let (n, d) = l.shape().dims2()?;
@@ -79,7 +71,7 @@ impl CustomOp1 for Propagate {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, d) = self.dims(l)?;
-        let x = f32_slice(s, l)?;
+        let x = super::cpu_slice(s, l, "propagate")?;
         let big_l = self.layers;
         if self.combine == Combine::Concat {
             let w = d * (big_l + 1);
@@ -143,7 +135,7 @@ impl CustomOp1 for PropagateAdjoint {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, w) = l.shape().dims2()?;
-        let g = f32_slice(s, l)?;
+        let g = super::cpu_slice(s, l, "propagate")?;
         let d = self.d;
         let big_l = self.layers;
         // G_l: gradient reaching layer l.

@@ -17,13 +17,6 @@ use super::fastmath::{exp_shifted_in_place, fast_exp, lane_sum};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{what}: input must be contiguous")))?;
-    Ok(&s.as_slice::<f32>()?[a..b])
-}
-
 fn host(t: &Tensor) -> Result<Vec<f32>> {
     t.detach().flatten_all()?.to_vec1::<f32>()
 }
@@ -88,7 +81,16 @@ fn row_lse(logits: &mut [f32], m: usize, softmax: bool) -> Vec<f64> {
 }
 
 /// `out[rows, n] = scale * A[r0..r1] B^T` into a reused buffer.
-fn block_a_bt(a: &[f32], b: &[f32], r0: usize, r1: usize, n: usize, k: usize, scale: f32, buf: &mut Vec<f32>) {
+fn block_a_bt(
+    a: &[f32],
+    b: &[f32],
+    r0: usize,
+    r1: usize,
+    n: usize,
+    k: usize,
+    scale: f32,
+    buf: &mut Vec<f32>,
+) {
     buf.resize((r1 - r0) * n, 0.0);
     a_bt_into(&a[r0 * k..r1 * k], b, r1 - r0, n, k, scale, buf);
 }
@@ -98,13 +100,30 @@ impl CustomOp3 for InfoNce {
         "info-nce"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (b, d) = l1.shape().dims2()?;
         let (m, d3) = l3.shape().dims2()?;
         if l2.shape().dims2()? != (b, d) || d3 != d {
-            candle_core::bail!("info-nce: shapes {:?} {:?} {:?} do not fit", l1.shape(), l2.shape(), l3.shape());
+            candle_core::bail!(
+                "info-nce: shapes {:?} {:?} {:?} do not fit",
+                l1.shape(),
+                l2.shape(),
+                l3.shape()
+            );
         }
-        let (a, p, all) = (slice(s1, l1, "info-nce")?, slice(s2, l2, "info-nce")?, slice(s3, l3, "info-nce")?);
+        let (a, p, all) = (
+            super::cpu_slice(s1, l1, "info-nce")?,
+            super::cpu_slice(s2, l2, "info-nce")?,
+            super::cpu_slice(s3, l3, "info-nce")?,
+        );
         let inv_tau = (1.0 / self.tau) as f32;
         let mut buf = Vec::new();
         let mut total = 0f64;
@@ -113,13 +132,24 @@ impl CustomOp3 for InfoNce {
             total += row_lse(&mut buf, m, false).iter().sum::<f64>();
         }
         for r in 0..b {
-            let pos: f32 = a[r * d..(r + 1) * d].iter().zip(&p[r * d..(r + 1) * d]).map(|(x, y)| x * y).sum();
+            let pos: f32 = a[r * d..(r + 1) * d]
+                .iter()
+                .zip(&p[r * d..(r + 1) * d])
+                .map(|(x, y)| x * y)
+                .sum();
             total -= (pos * inv_tau) as f64;
         }
         Ok(scalar_out(total))
     }
 
-    fn bwd(&self, a: &Tensor, p: &Tensor, all: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        a: &Tensor,
+        p: &Tensor,
+        all: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = scalar(grad)?;
         let (b, d) = a.dims2()?;
         let m = all.dim(0)?;
@@ -169,13 +199,22 @@ impl CustomOp2 for GramMse {
         "gram-mse"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (n, d) = l1.shape().dims2()?;
         let (n2, e) = l2.shape().dims2()?;
         if n != n2 || n == 0 {
             candle_core::bail!("gram-mse: row counts {n} and {n2} differ or are zero");
         }
-        let (a, b) = (slice(s1, l1, "gram-mse")?, slice(s2, l2, "gram-mse")?);
+        let (a, b) = (
+            super::cpu_slice(s1, l1, "gram-mse")?,
+            super::cpu_slice(s2, l2, "gram-mse")?,
+        );
         let (mut sa, mut sb) = (Vec::new(), Vec::new());
         let mut total = 0f64;
         for (r0, r1) in blocks(n) {
@@ -193,7 +232,13 @@ impl CustomOp2 for GramMse {
         Ok(scalar_out(total / (n * n) as f64))
     }
 
-    fn bwd(&self, a: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = scalar(grad)?;
         let (n, d) = a.dims2()?;
         let e = b.dim(1)?;
@@ -206,11 +251,25 @@ impl CustomOp2 for GramMse {
         for (r0, r1) in blocks(n) {
             block_a_bt(&av, &av, r0, r1, n, d, 1.0, &mut diff);
             block_a_bt(&bv, &bv, r0, r1, n, e, 1.0, &mut sb);
-            diff.par_chunks_mut(n).zip(sb.par_chunks(n)).for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(u, v)| *u -= v));
+            diff.par_chunks_mut(n)
+                .zip(sb.par_chunks(n))
+                .for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(u, v)| *u -= v));
             a_b_into(&diff, &av, r1 - r0, d, n, c, &mut da[r0 * d..r1 * d], false);
-            a_b_into(&diff, &bv, r1 - r0, e, n, -c, &mut db[r0 * e..r1 * e], false);
+            a_b_into(
+                &diff,
+                &bv,
+                r1 - r0,
+                e,
+                n,
+                -c,
+                &mut db[r0 * e..r1 * e],
+                false,
+            );
         }
-        Ok((Some(Tensor::from_vec(da, (n, d), a.device())?), Some(Tensor::from_vec(db, (n, e), a.device())?)))
+        Ok((
+            Some(Tensor::from_vec(da, (n, d), a.device())?),
+            Some(Tensor::from_vec(db, (n, e), a.device())?),
+        ))
     }
 }
 
@@ -241,7 +300,16 @@ struct Uniformity {
 
 /// Rows `r0..r1` of `E_ij = exp(-t max(0, |x_i|^2 + |x_j|^2 - 2 x_i.x_j))` with a zero
 /// diagonal, into `buf`.
-fn kernel_block(x: &[f32], sq: &[f32], r0: usize, r1: usize, n: usize, d: usize, t: f32, buf: &mut Vec<f32>) {
+fn kernel_block(
+    x: &[f32],
+    sq: &[f32],
+    r0: usize,
+    r1: usize,
+    n: usize,
+    d: usize,
+    t: f32,
+    buf: &mut Vec<f32>,
+) {
     block_a_bt(x, x, r0, r1, n, d, 1.0, buf);
     buf.par_chunks_mut(n).enumerate().for_each(|(k, row)| {
         let i = r0 + k;
@@ -254,7 +322,9 @@ fn kernel_block(x: &[f32], sq: &[f32], r0: usize, r1: usize, n: usize, d: usize,
 }
 
 fn squared_norms(x: &[f32], n: usize, d: usize) -> Vec<f32> {
-    (0..n).map(|i| x[i * d..(i + 1) * d].iter().map(|v| v * v).sum()).collect()
+    (0..n)
+        .map(|i| x[i * d..(i + 1) * d].iter().map(|v| v * v).sum())
+        .collect()
 }
 
 impl CustomOp1 for Uniformity {
@@ -267,7 +337,7 @@ impl CustomOp1 for Uniformity {
         if n < 2 {
             candle_core::bail!("uniformity: needs at least 2 rows, got {n}");
         }
-        let x = slice(s, l, "uniformity")?;
+        let x = super::cpu_slice(s, l, "uniformity")?;
         let sq = squared_norms(x, n, d);
         let mut buf = Vec::new();
         let mut q = 0f64;

@@ -24,11 +24,10 @@ use crate::ops::{Adam, AdamConfig};
 use crate::rng::Rng;
 use crate::run::RunDir;
 use batch::Batch;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use sampler::BprSampler;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::time::Instant;
 
 /// What a finished training reports.
@@ -260,26 +259,12 @@ impl EpochRunner {
 }
 
 fn progress_bar(cfg: &Config) -> ProgressBar {
-    let show = cfg
-        .train
-        .progress
-        .unwrap_or_else(|| std::io::stderr().is_terminal());
-    let bar = ProgressBar::with_draw_target(
-        Some(cfg.train.max_epochs as u64),
-        if show {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
+    let bar = crate::progress::bar(
+        cfg.train.progress,
+        cfg.train.max_epochs as u64,
+        "{prefix} {elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}",
     );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} {elapsed_precise} [{bar:30}] epoch {pos}/{len} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("{} {}", cfg.data.name, cfg.model.backbone));
+    bar.set_prefix(format!("{} {}", cfg.data.name, cfg.label()));
     bar
 }
 

@@ -18,12 +18,12 @@ use crate::data::{DataError, Dataset};
 use crate::text::profile::{Profile, ProfileKind};
 use crate::text::TextEmbedder;
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Settings of [`embed_profiles`].
@@ -258,25 +258,11 @@ struct Job<'a> {
 }
 
 fn progress_bar(opts: &EmbedOptions, total: u64) -> ProgressBar {
-    let show = opts
-        .progress
-        .unwrap_or_else(|| std::io::stderr().is_terminal());
-    let bar = ProgressBar::with_draw_target(
-        Some(total),
-        if show {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "embed {elapsed_precise} [{bar:30}] {pos}/{len} texts {per_sec} eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar
+    crate::progress::bar(
+        opts.progress,
+        total,
+        "embed {elapsed_precise} [{bar:30}] {pos}/{len} texts {per_sec} eta {eta}",
+    )
 }
 
 /// Embeds the profile of every user and item of `ds` with `embedder` (see the module

@@ -11,9 +11,8 @@ use crate::data::Dataset;
 use crate::rng::Rng;
 use crate::text::ChatRequest;
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
@@ -294,23 +293,9 @@ impl Ctx<'_> {
 }
 
 fn progress_bar(opts: &ProfileOptions, total: u64) -> ProgressBar {
-    let show = opts
-        .progress
-        .unwrap_or_else(|| std::io::stderr().is_terminal());
-    let bar = ProgressBar::with_draw_target(
-        Some(total),
-        if show {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "profiles {elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar
+    crate::progress::bar(
+        opts.progress,
+        total,
+        "profiles {elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+    )
 }
