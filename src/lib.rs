@@ -12,6 +12,7 @@ pub mod eval;
 pub mod experiment;
 pub mod ops;
 pub mod pipeline;
+pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod rng;

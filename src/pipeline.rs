@@ -137,3 +137,47 @@ pub fn eval_run(dir: &Path, split: &str) -> anyhow::Result<(Config, Metrics)> {
     let m = train::evaluate_split(&model, &ds, split, &cfg)?;
     Ok((cfg, m))
 }
+
+/// Draws the shared space of a saved DaRec run (`<dir>/shared-space.{png,svg}` by
+/// default) for `n_nodes` sampled users and items; K is the run's `align.darec.k`.
+pub fn map_run(dir: &Path, n_nodes: usize, out: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let run = RunDir::open(dir)?;
+    let cfg = Config::load(Some(&run.file("config.toml")), &[])?;
+    let ds = load_dataset(&cfg.data)?;
+    let model = Model::from_config(&cfg, &ds, &device()?)?;
+    model.load(&run.file("model.safetensors"))?;
+    let ego = model.backbone.ego()?;
+    let all = model
+        .backbone
+        .encode(&ego, &mut crate::backbone::Mode::Eval)?;
+    let mut rng = crate::rng::Rng::derive(cfg.train.seed, "map");
+    let nodes: Vec<u32> = rng
+        .sample_distinct(all.dim(0)?, n_nodes)
+        .into_iter()
+        .map(|i| i as u32)
+        .collect();
+    let idx = candle_core::Tensor::from_slice(&nodes, nodes.len(), all.device())?;
+    let e_c = all.index_select(&idx, 0)?;
+    let (sh_c, sh_l) = model.align.shared_space(&e_c, &nodes)?.with_context(|| {
+        format!(
+            "{}: alignment `{}` has no shared space to draw (train with align.kind = \"darec\")",
+            dir.display(),
+            model.align.name()
+        )
+    })?;
+    let host = |t: &candle_core::Tensor| -> anyhow::Result<(Vec<f32>, usize)> {
+        let t = crate::ops::similarity::l2_normalize(t)?;
+        Ok((t.flatten_all()?.to_vec1::<f32>()?, t.dim(1)?))
+    };
+    let (xc, dc) = host(&sh_c)?;
+    let (xl, dl) = host(&sh_l)?;
+    let n = nodes.len();
+    let k = cfg.align.darec.k;
+    let panels = [
+        crate::plot::panel("collaborative shared space", &xc, n, dc, k, cfg.train.seed),
+        crate::plot::panel("language shared space", &xl, n, dl, k, cfg.train.seed),
+    ];
+    let stem = out.unwrap_or_else(|| run.file("shared-space"));
+    crate::plot::write_map(&stem, &panels)?;
+    Ok(stem.with_extension("png"))
+}

@@ -226,6 +226,18 @@ fn aligned_models_train_end_to_end_and_reload() {
         assert_eq!(again.values, r.test.values);
         let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
         assert!(log.contains("loss_"), "alignment losses are logged");
+        let map = darec::pipeline::map_run(&out, 100, None);
+        if kind == AlignKind::Darec {
+            let png = map.unwrap();
+            assert!(
+                std::fs::metadata(&png).unwrap().len() > 1000,
+                "a real PNG was written"
+            );
+            assert!(png.with_extension("svg").exists());
+        } else {
+            let e = map.err().unwrap();
+            assert!(format!("{e:#}").contains("no shared space"), "{e:#}");
+        }
     }
     // a missing vectors setting is a clear error
     let e = Config::load(None, &["align.kind=\"darec\"".into()]).unwrap_err();

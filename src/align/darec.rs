@@ -178,6 +178,11 @@ impl Alignment for Darec {
         }
         p
     }
+    fn shared_space(&self, e_c: &Tensor, nodes: &[u32]) -> Result<Option<(Tensor, Tensor)>> {
+        let idx = Tensor::from_slice(nodes, nodes.len(), e_c.device())?;
+        let e_l = self.sem.all.index_select(&idx, 0)?;
+        Ok(Some(self.shared(e_c, &e_l)?))
+    }
     fn losses(&mut self, input: &AlignInput, rng: &mut Rng) -> Result<Vec<LossTerm>> {
         let cfg = &self.cfg;
         let n_nodes = input.nodes.dim(0)?;

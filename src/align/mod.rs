@@ -178,6 +178,11 @@ pub trait Alignment: Send {
     }
     /// Weighted loss terms for this step.
     fn losses(&mut self, input: &AlignInput, rng: &mut Rng) -> Result<Vec<LossTerm>>;
+    /// The shared-space projections of both sides for the given nodes, for alignments
+    /// that have one (DaRec): `(collaborative, language)`, each `[n, d]`.
+    fn shared_space(&self, _e_c: &Tensor, _nodes: &[u32]) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(None)
+    }
 }
 
 /// The plain backbone: no alignment.

@@ -136,6 +136,19 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Draw DaRec's shared space of a saved run (PNG and SVG): 2-D projection of sampled
+    /// users and items coloured by preference centre, collaborative and language side.
+    Map {
+        /// Run directory of a model trained with align.kind = "darec".
+        #[arg(long)]
+        run: PathBuf,
+        /// Users and items to sample.
+        #[arg(long, default_value_t = 3000)]
+        nodes: usize,
+        /// Output file stem (default: <run>/shared-space).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Inspect datasets.
     Data {
         #[command(subcommand)]
@@ -220,6 +233,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let out = out.unwrap_or_else(|| PathBuf::from(format!("runs/tune-{}", stem(&config))));
             let md = darec::experiment::tune(&cfg, &set, &out, cli.threads)?;
             println!("{md}\nwritten to {}", out.join("tune.md").display());
+        }
+        Command::Map { run, nodes, out } => {
+            let png = darec::pipeline::map_run(&run, nodes, out)?;
+            println!(
+                "wrote {} and {}",
+                png.display(),
+                png.with_extension("svg").display()
+            );
         }
         Command::Summarize { runs } => {
             let dirs = darec::report::find_runs(&runs);
