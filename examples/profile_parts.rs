@@ -1,0 +1,86 @@
+//! Per-part timing of a LightGCN step on RLMRec amazon (development aid).
+use candle_core::Device;
+use darec::config::Config;
+use darec::data::graph::BipartiteGraph;
+use darec::data::load::load_dataset;
+use darec::ops::{propagate, Combine};
+use darec::rng::Rng;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn main() -> anyhow::Result<()> {
+    let cfg = Config::load(None, &["data.name=\"amazon\"".into()])?;
+    let ds = load_dataset(&cfg.data)?;
+    let g = BipartiteGraph::from_train(ds.n_users(), ds.n_items(), &ds.user_items(&ds.train));
+    let mut rng = Rng::new(1);
+    let model =
+        darec::train::Model::build(&cfg, &ds, Box::new(darec::align::NoAlignment), &Device::Cpu)?;
+    let ego = model.backbone.ego()?;
+    let n = 20;
+    let t = Instant::now();
+    let mut adj = Arc::new(g.normalized(false));
+    for _ in 0..n {
+        adj = Arc::new(g.normalized_dropped(false, 0.8, &mut rng));
+    }
+    println!(
+        "dropout build: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3 / n as f64
+    );
+    let t = Instant::now();
+    for _ in 0..n {
+        let _ = propagate(&ego, adj.clone(), 3, Combine::Sum)?;
+    }
+    println!(
+        "propagate fwd: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3 / n as f64
+    );
+    let triples: Vec<(u32, u32, u32)> = (0..4096)
+        .map(|k| {
+            (
+                (k * 7 % ds.n_users()) as u32,
+                (k * 13 % ds.n_items()) as u32,
+                (k * 17 % ds.n_items()) as u32,
+            )
+        })
+        .collect();
+    let batch = darec::train::batch::Batch::new(&triples, ds.n_users(), &Device::Cpu)?;
+    let t = Instant::now();
+    for _ in 0..n {
+        let nodes = propagate(&ego, adj.clone(), 3, Combine::Sum)?;
+        let l = darec::train::loss::bpr(&nodes, &batch)?;
+        let _ = l.backward()?;
+    }
+    println!(
+        "propagate+bpr fwd+bwd: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3 / n as f64
+    );
+    let t = Instant::now();
+    for _ in 0..n {
+        let _ = Batch::new(&triples, ds.n_users(), &Device::Cpu)?;
+    }
+    println!(
+        "batch: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3 / n as f64
+    );
+    let s = darec::train::sampler::BprSampler::new(
+        (0..ds.n_users() as u32)
+            .flat_map(|u| {
+                ds.user_items(&ds.train)
+                    .row(u)
+                    .to_vec()
+                    .into_iter()
+                    .map(move |i| (u, i))
+            })
+            .collect(),
+        ds.user_items(&ds.train),
+        ds.n_items(),
+    )?;
+    let t = Instant::now();
+    let _ = s.epoch(&mut rng);
+    println!(
+        "sampling one epoch: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+use darec::train::batch::Batch;
