@@ -182,7 +182,8 @@ mod tests {
         let spread1: f32 = p.iter().map(|q| q.0 * q.0).sum();
         let spread2: f32 = p.iter().map(|q| q.1 * q.1).sum();
         assert!(spread1 > 1000.0 * spread2.max(1e-6), "{spread1} {spread2}");
-        // first coordinate is +-sqrt(2) t
-        assert!((p[0].0.abs() - 25.0 * 2f32.sqrt()).abs() < 1e-2);
+        // t = i - 25 has mean -0.5, so the first point's centred t is -24.5 and its first
+        // coordinate is +-sqrt(2) * 24.5
+        assert!((p[0].0.abs() - 24.5 * 2f32.sqrt()).abs() < 1e-2, "{}", p[0].0);
     }
 }
