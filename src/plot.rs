@@ -184,6 +184,10 @@ mod tests {
         assert!(spread1 > 1000.0 * spread2.max(1e-6), "{spread1} {spread2}");
         // t = i - 25 has mean -0.5, so the first point's centred t is -24.5 and its first
         // coordinate is +-sqrt(2) * 24.5
-        assert!((p[0].0.abs() - 24.5 * 2f32.sqrt()).abs() < 1e-2, "{}", p[0].0);
+        assert!(
+            (p[0].0.abs() - 24.5 * 2f32.sqrt()).abs() < 1e-2,
+            "{}",
+            p[0].0
+        );
     }
 }
