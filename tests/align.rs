@@ -1,6 +1,10 @@
 //! Alignment plug-ins: finite-difference gradients of every loss term, the contract every
 //! alignment meets on every backbone, and an end-to-end run with semantic vectors.
 
+#[path = "support/clustered.rs"]
+mod clustered;
+use clustered::write_clustered;
+
 use candle_core::{Device, Tensor, Var};
 use darec::align::darec::mean_cos2;
 use darec::align::{AlignKind, SemanticTables};
@@ -81,24 +85,6 @@ fn every_loss_term_matches_finite_differences() {
     });
 }
 
-fn write_clustered(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut rng = Rng::new(11);
-    let mut s = String::new();
-    for u in 0..120u32 {
-        let g = u % 4;
-        let mut items = std::collections::BTreeSet::new();
-        while items.len() < 10 {
-            items.insert(g * 20 + rng.uniform_usize(20) as u32);
-        }
-        for i in items {
-            s.push_str(&format!("u{u}\ti{i}\n"));
-        }
-    }
-    let p = dir.join("clustered.tsv");
-    std::fs::write(&p, s).unwrap();
-    p
-}
-
 /// Semantic vectors that know the taste groups (plus noise), 12-dimensional.
 fn write_vectors(ds: &darec::data::Dataset, path: &std::path::Path) {
     let mut rng = Rng::new(5);
@@ -132,7 +118,7 @@ fn setup(name: &str) -> (std::path::PathBuf, Vec<String>) {
     let dir = std::env::temp_dir().join(format!("darec-align-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let data = write_clustered(&dir);
+    let data = write_clustered(&dir, 0, false);
     let base = vec![
         "data.name=\"clustered\"".to_string(),
         "data.format=\"delimited\"".into(),

@@ -3,6 +3,10 @@
 //! backbone passes the same API contract (RecBole-style smoke test, implicit-style
 //! contract tests).
 
+#[path = "support/clustered.rs"]
+mod clustered;
+use clustered::write_clustered;
+
 use darec::align::NoAlignment;
 use darec::backbone::Mode;
 use darec::config::Config;
@@ -12,30 +16,6 @@ use darec::rng::Rng;
 use darec::train::batch::Batch;
 use darec::train::Model;
 use std::path::PathBuf;
-
-/// 120 users in 4 taste groups, 80 items in 4 matching blocks: each user rates 12 items,
-/// 10 from their group's block and 2 elsewhere. A model that learns the blocks beats
-/// popularity by a wide margin.
-fn write_clustered(dir: &std::path::Path) -> PathBuf {
-    let mut rng = Rng::new(11);
-    let mut s = String::from("# user\titem\trating\n");
-    for u in 0..120u32 {
-        let g = u % 4;
-        let mut items = std::collections::BTreeSet::new();
-        while items.len() < 10 {
-            items.insert(g * 20 + rng.uniform_usize(20) as u32);
-        }
-        while items.len() < 12 {
-            items.insert(rng.uniform_usize(80) as u32);
-        }
-        for i in items {
-            s.push_str(&format!("u{u}\ti{i}\t5\n"));
-        }
-    }
-    let p = dir.join("clustered.tsv");
-    std::fs::write(&p, s).unwrap();
-    p
-}
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("darec-{name}-{}", std::process::id()));
@@ -69,7 +49,7 @@ fn config(data: &std::path::Path, backbone: &str) -> Config {
 #[test]
 fn train_save_and_reevaluate_every_backbone() {
     let dir = tmpdir("pipeline");
-    let data = write_clustered(&dir);
+    let data = write_clustered(&dir, 2, true);
     let mut recall = std::collections::BTreeMap::new();
     for backbone in ["mostpop", "mf", "lightgcn"] {
         let cfg = config(&data, backbone);
@@ -112,7 +92,7 @@ fn train_save_and_reevaluate_every_backbone() {
 #[test]
 fn same_seed_same_result_and_other_seed_differs() {
     let dir = tmpdir("seeds");
-    let data = write_clustered(&dir);
+    let data = write_clustered(&dir, 2, true);
     let mut cfg = config(&data, "lightgcn");
     cfg.train.max_epochs = 6;
     let ds = load_dataset(&cfg.data).unwrap();
@@ -129,7 +109,7 @@ fn same_seed_same_result_and_other_seed_differs() {
 #[test]
 fn backbone_api_contract() {
     let dir = tmpdir("contract");
-    let data = write_clustered(&dir);
+    let data = write_clustered(&dir, 2, true);
     for backbone in ["mf", "lightgcn"] {
         let cfg = config(&data, backbone);
         let ds = load_dataset(&cfg.data).unwrap();
