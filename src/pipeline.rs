@@ -55,7 +55,25 @@ pub fn train_run(cfg: &Config, out: Option<PathBuf>) -> anyhow::Result<RunResult
 /// Like [`train_run`] on an already prepared dataset (used by grids of runs).
 pub fn train_on(cfg: &Config, ds: &Dataset, out: Option<PathBuf>) -> anyhow::Result<RunResult> {
     let dir = out.unwrap_or_else(|| cfg.output.runs_dir.join(cfg.run_name()));
-    let mut run = RunDir::create(&dir)?;
+    let run = RunDir::create(&dir)?;
+    train_into(cfg, ds, run, dir)
+}
+
+/// Continues an interrupted `darec train` in `dir` from its last checkpoint (its config,
+/// split and random streams are restored, so the result equals an uninterrupted run).
+pub fn resume_run(dir: &Path) -> anyhow::Result<RunResult> {
+    let run = RunDir::resume(dir)?;
+    let cfg = Config::load(Some(&run.file("config.toml")), &[])?;
+    let ds = load_dataset(&cfg.data)?;
+    train_into(&cfg, &ds, run, dir.to_path_buf())
+}
+
+fn train_into(
+    cfg: &Config,
+    ds: &Dataset,
+    mut run: RunDir,
+    dir: PathBuf,
+) -> anyhow::Result<RunResult> {
     write_atomic(&run.file("config.toml"), cfg.to_toml().as_bytes())?;
     write_json(&run.file("users.json"), &ds.user_ids.external)?;
     write_json(&run.file("items.json"), &ds.item_ids.external)?;

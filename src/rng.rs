@@ -31,6 +31,16 @@ impl Rng {
         Self { s }
     }
 
+    /// The internal state (for checkpoints).
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator continuing from a saved [`state`](Self::state).
+    pub fn from_state(s: [u64; 4]) -> Self {
+        Self { s }
+    }
+
     /// An independent generator for a named purpose (e.g. `"sampler"`, `"init"`), so adding
     /// a random choice in one place does not shift the stream of another.
     pub fn derive(seed: u64, purpose: &str) -> Self {

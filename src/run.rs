@@ -46,6 +46,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
 pub struct RunDir {
     pub path: PathBuf,
     log: Option<File>,
+    resume: bool,
 }
 
 impl RunDir {
@@ -63,6 +64,7 @@ impl RunDir {
         Ok(Self {
             path: path.to_path_buf(),
             log: Some(log),
+            resume: false,
         })
     }
 
@@ -74,7 +76,32 @@ impl RunDir {
         Ok(Self {
             path: path.to_path_buf(),
             log: None,
+            resume: false,
         })
+    }
+
+    /// Reopens an interrupted run: the metrics log is appended to and training continues
+    /// from `checkpoint.json` when there is one.
+    pub fn resume(path: &Path) -> anyhow::Result<Self> {
+        if !path.join("config.toml").exists() {
+            anyhow::bail!("{}: not a run directory (no config.toml)", path.display());
+        }
+        let log_path = path.join("metrics.jsonl");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("{}: cannot open", log_path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            log: Some(log),
+            resume: true,
+        })
+    }
+
+    /// Whether this run continues an interrupted one.
+    pub fn resuming(&self) -> bool {
+        self.resume
     }
 
     pub fn file(&self, name: &str) -> PathBuf {

@@ -181,3 +181,34 @@ fn bad_config_and_missing_data_give_clear_errors() {
     let e = Config::load(None, &["train.lr".into()]).unwrap_err();
     assert!(format!("{e:#}").contains("key=value"), "{e:#}");
 }
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_result() {
+    let dir = tmpdir("resume");
+    let data = write_clustered(&dir, 2, true);
+    let mut cfg = config(&data, "lightgcn");
+    cfg.train.max_epochs = 12;
+    let ds = load_dataset(&cfg.data).unwrap();
+    let straight = train_on(&cfg, &ds, Some(dir.join("straight"))).unwrap();
+    // the same run stopped after 6 epochs, then continued to 12 from its checkpoint
+    cfg.train.max_epochs = 6;
+    let part = dir.join("part");
+    train_on(&cfg, &ds, Some(part.clone())).unwrap();
+    assert!(part.join("checkpoint.json").exists());
+    let text = std::fs::read_to_string(part.join("config.toml")).unwrap();
+    std::fs::write(
+        part.join("config.toml"),
+        text.replace("max_epochs = 6", "max_epochs = 12"),
+    )
+    .unwrap();
+    let resumed = darec::pipeline::resume_run(&part).unwrap();
+    assert_eq!(resumed.test.values, straight.test.values);
+    assert_eq!(resumed.valid.values, straight.valid.values);
+    let log = std::fs::read_to_string(part.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        log.lines().filter(|l| l.contains("\"valid\"")).count(),
+        4,
+        "validations 3, 6, 9, 12"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -35,6 +35,10 @@ enum Command {
         /// Run directory (default: <output.runs_dir>/<dataset>-<backbone>-s<seed>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue an interrupted run from its last checkpoint (its own config.toml is
+        /// used; raise train.max_epochs there to train longer).
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "set", "out"])]
+        resume: Option<PathBuf>,
     },
     /// Re-evaluate a saved run from its directory.
     Eval {
@@ -189,12 +193,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build_global()
         .context("thread pool")?;
     match cli.command {
-        Command::Train { config, set, out } => {
+        Command::Train {
+            config,
+            set,
+            out,
+            resume,
+        } => {
             let mut cfg = Config::load(config.as_deref(), &set)?;
             if cli.threads.is_some() {
                 cfg.train.threads = threads;
             }
-            let r = darec::pipeline::train_run(&cfg, out)?;
+            let r = match resume {
+                Some(dir) => darec::pipeline::resume_run(&dir)?,
+                None => darec::pipeline::train_run(&cfg, out)?,
+            };
             let label = format!("{} {} seed {}", r.dataset, r.backbone, r.seed);
             println!("{}", markdown_table(&[(label, r.test.clone())]));
             if let Some(t) = &r.training {

@@ -87,6 +87,41 @@ impl Adam {
         self.t
     }
 
+    /// Step count and first/second moments of every variable (CPU only; `None` elsewhere).
+    pub fn state(&self) -> Option<(u64, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+        match &self.inner {
+            Inner::Cpu(slots) => Some((
+                self.t,
+                slots.iter().map(|s| s.m.clone()).collect(),
+                slots.iter().map(|s| s.v.clone()).collect(),
+            )),
+            Inner::Generic(_) => None,
+        }
+    }
+
+    /// Restores a [`state`](Self::state); sizes must match the variables.
+    pub fn set_state(&mut self, t: u64, m: Vec<Vec<f32>>, v: Vec<Vec<f32>>) -> Result<()> {
+        let Inner::Cpu(slots) = &mut self.inner else {
+            candle_core::bail!("adam: optimiser state can only be restored on CPU");
+        };
+        if m.len() != slots.len() || v.len() != slots.len() {
+            candle_core::bail!(
+                "adam: saved state has {} variables, the model {}",
+                m.len(),
+                slots.len()
+            );
+        }
+        for ((slot, m), v) in slots.iter_mut().zip(m).zip(v) {
+            if m.len() != slot.m.len() || v.len() != slot.v.len() {
+                candle_core::bail!("adam: saved state does not match the parameter sizes");
+            }
+            slot.m = m;
+            slot.v = v;
+        }
+        self.t = t;
+        Ok(())
+    }
+
     /// One update from the gradients in `grads` (variables without a gradient are left alone).
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.t += 1;

@@ -10,6 +10,7 @@
 //! it is an explicit loss term.)
 
 pub mod batch;
+pub mod checkpoint;
 pub mod loss;
 pub mod model;
 pub mod sampler;
@@ -94,8 +95,37 @@ pub fn train(
     let mut loss_steps = 0usize;
     let (mut epoch_time, mut eval_time, mut evals) = (0.0f64, 0.0f64, 0usize);
     let mut epochs_run = 0;
+    let mut first_epoch = 1;
+    let mut stopped = false;
+    if run.resuming() && run.file("checkpoint.json").exists() {
+        let r = checkpoint::load(run, model)?;
+        let st = r.state;
+        epochs.restore(
+            st.sample_rng,
+            st.step_rng,
+            st.adam_steps,
+            r.adam_m,
+            r.adam_v,
+        )?;
+        best = Some((st.best_score, st.best_epoch, st.best_valid, r.best));
+        since_best = st.since_best;
+        (epoch_time, eval_time, evals) = (st.epoch_time, st.eval_time, st.evals);
+        epochs_run = st.epoch;
+        first_epoch = st.epoch + 1;
+        stopped = since_best >= t.patience;
+        bar.set_position(st.epoch as u64);
+        tracing::info!(
+            "resuming after epoch {} (best {:.4} at epoch {})",
+            st.epoch,
+            st.best_score,
+            st.best_epoch
+        );
+    }
 
-    for epoch in 1..=t.max_epochs {
+    for epoch in first_epoch..=t.max_epochs {
+        if stopped {
+            break;
+        }
         let t0 = Instant::now();
         for (name, value) in epochs.run(model)? {
             *loss_sums.entry(name).or_default() += value;
@@ -145,9 +175,25 @@ pub fn train(
                 since_best = 0;
             } else {
                 since_best += 1;
-                if since_best >= t.patience {
-                    break;
-                }
+                stopped = since_best >= t.patience;
+            }
+            if let (Some(b), Some((steps, am, av))) = (best.as_ref(), epochs.adam_state()) {
+                let (sample_rng, step_rng) = epochs.rng_states();
+                let state = checkpoint::LoopState {
+                    epoch,
+                    best_score: b.0,
+                    best_epoch: b.1,
+                    best_valid: b.2.clone(),
+                    since_best,
+                    epoch_time,
+                    eval_time,
+                    evals,
+                    sample_rng,
+                    step_rng,
+                    adam_steps: steps,
+                    tensors: String::new(),
+                };
+                checkpoint::save(run, state, model, &b.3, (am, av))?;
             }
         }
     }
@@ -225,6 +271,31 @@ impl EpochRunner {
             extra_reg: (!reg_in_optimizer && cfg.model.reg > 0.0).then_some(cfg.model.reg),
             steps_last_epoch: 0,
         })
+    }
+
+    /// Random-generator states (sampling, steps) for checkpoints.
+    pub fn rng_states(&self) -> ([u64; 4], [u64; 4]) {
+        (self.sample_rng.state(), self.step_rng.state())
+    }
+
+    /// Optimiser state for checkpoints (CPU only).
+    pub fn adam_state(&self) -> Option<(u64, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+        self.adam.state()
+    }
+
+    /// Continues from a checkpoint's generators and optimiser state.
+    pub fn restore(
+        &mut self,
+        sample: [u64; 4],
+        step: [u64; 4],
+        adam_steps: u64,
+        m: Vec<Vec<f32>>,
+        v: Vec<Vec<f32>>,
+    ) -> anyhow::Result<()> {
+        self.sample_rng = Rng::from_state(sample);
+        self.step_rng = Rng::from_state(step);
+        self.adam.set_state(adam_steps, m, v)?;
+        Ok(())
     }
 
     /// One epoch over all training interactions; returns the summed loss terms by name.
