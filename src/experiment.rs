@@ -229,7 +229,13 @@ pub fn compare_table(
         let diff = m - rm;
         s.push_str(&format!(
             "| {name} | {diff:+.4} | {se:.4} | {} |\n",
-            if diff.abs() > 2.0 * se { "yes" } else { "no" }
+            if xs.len() < 2 || rn < 2.0 {
+                "n/a (needs 2+ seeds)"
+            } else if diff.abs() > 2.0 * se {
+                "yes"
+            } else {
+                "no"
+            }
         ));
     }
     s
@@ -392,5 +398,8 @@ mod tests {
         // new mean 0.21 vs 0.11: +90.9%
         assert!(t.contains("0.2100 ± 0.0141 (+90.9%)"), "{t}");
         assert!(t.contains("| new | +0.1000 | 0.0141 | yes |"), "{t}");
+        // one seed has no spread to compare with
+        let single = compare_table(&records[..3], &["base".into(), "new".into()], "base", "recall@20");
+        assert!(single.contains("n/a (needs 2+ seeds)"), "{single}");
     }
 }
