@@ -399,7 +399,12 @@ mod tests {
         assert!(t.contains("0.2100 ± 0.0141 (+90.9%)"), "{t}");
         assert!(t.contains("| new | +0.1000 | 0.0141 | yes |"), "{t}");
         // one seed has no spread to compare with
-        let single = compare_table(&records[..3], &["base".into(), "new".into()], "base", "recall@20");
+        let single = compare_table(
+            &records[..3],
+            &["base".into(), "new".into()],
+            "base",
+            "recall@20",
+        );
         assert!(single.contains("n/a (needs 2+ seeds)"), "{single}");
     }
 }
