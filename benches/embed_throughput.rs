@@ -16,6 +16,10 @@
 //! `DAREC_EMBED_TORCH` (1; 0: skip the PyTorch side), `DAREC_TORCH_PYTHON` (default `.venv-bench/bin/python`, else `python3`; the PyTorch side
 //! is skipped with a note when sentence-transformers is not importable).
 
+#[path = "support/torch.rs"]
+mod torch_support;
+use torch_support::{env_or, python_with};
+
 use darec::config::Config;
 use darec::data::load::load_dataset;
 use darec::data::Dataset;
@@ -26,25 +30,6 @@ use darec::text::TextEmbedder;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-
-fn env_or(key: &str, default: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| default.to_string())
-}
-
-fn torch_python() -> Option<String> {
-    let candidates = [
-        std::env::var("DAREC_TORCH_PYTHON").ok(),
-        Some(".venv-bench/bin/python".into()),
-        Some("python3".into()),
-    ];
-    candidates.into_iter().flatten().find(|py| {
-        Command::new(py)
-            .args(["-c", "import torch, sentence_transformers"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    })
-}
 
 fn workload(ds: &Dataset, which: &str) -> anyhow::Result<Vec<String>> {
     let d = Describer::new(ds);
@@ -180,7 +165,7 @@ fn main() -> anyhow::Result<()> {
     let mut m = LocalEmbedder::load(&model_dir)?.with_batch_size(batch);
     eprintln!("darec: model loaded in {:.2} s", t0.elapsed().as_secs_f64());
     let python = if env_or("DAREC_EMBED_TORCH", "1") != "0" {
-        torch_python()
+        python_with("torch, sentence_transformers")
     } else {
         None
     };

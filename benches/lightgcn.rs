@@ -7,15 +7,15 @@
 //! `DAREC_BENCH_THREADS` (2), `DAREC_TORCH_PYTHON` (default `.venv-bench/bin/python`,
 //! else `python3`; the PyTorch side is skipped with a note when torch is not importable).
 
+#[path = "support/torch.rs"]
+mod torch_support;
+use torch_support::{env_or, python_with};
+
 use darec::config::Config;
 use darec::data::load::load_dataset;
 use darec::train::{evaluate_split, EpochRunner, Model};
 use std::process::Command;
 use std::time::Instant;
-
-fn env_or(key: &str, default: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| default.to_string())
-}
 
 struct Row {
     dataset: String,
@@ -25,21 +25,6 @@ struct Row {
     peak_mib: f64,
 }
 
-fn torch_python() -> Option<String> {
-    let candidates = [
-        std::env::var("DAREC_TORCH_PYTHON").ok(),
-        Some(".venv-bench/bin/python".into()),
-        Some("python3".into()),
-    ];
-    candidates.into_iter().flatten().find(|py| {
-        Command::new(py)
-            .args(["-c", "import torch"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    })
-}
-
 fn main() -> anyhow::Result<()> {
     let datasets = env_or("DAREC_BENCH_DATASETS", "amazon,yelp");
     let epochs: usize = env_or("DAREC_BENCH_EPOCHS", "3").parse()?;
@@ -47,7 +32,7 @@ fn main() -> anyhow::Result<()> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()?;
-    let python = torch_python();
+    let python = python_with("torch");
     let mut rows = Vec::new();
     for name in datasets.split(',') {
         let cfg = Config::load(

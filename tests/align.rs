@@ -3,7 +3,10 @@
 
 #[path = "support/clustered.rs"]
 mod clustered;
+#[path = "support/gradients.rs"]
+mod gradients;
 use clustered::write_clustered;
+use gradients::assert_every_param_has_a_gradient;
 
 use candle_core::{Device, Tensor, Var};
 use darec::align::darec::mean_cos2;
@@ -174,22 +177,7 @@ fn alignment_contract_on_every_backbone() {
                 total = (total + &t.value).unwrap();
             }
             let grads = total.backward().unwrap();
-            for (name, var) in model.params() {
-                let g = grads
-                    .get(var.as_tensor())
-                    .unwrap_or_else(|| panic!("{backbone}+{kind}: no gradient for {name}"));
-                let s = g
-                    .abs()
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                assert!(
-                    s.is_finite() && s > 0.0,
-                    "{backbone}+{kind}: gradient of {name} is {s}"
-                );
-            }
+            assert_every_param_has_a_gradient(&model, &grads, &format!("{backbone}+{kind}"));
         }
     }
     std::fs::remove_dir_all(&dir).ok();

@@ -5,7 +5,10 @@
 
 #[path = "support/clustered.rs"]
 mod clustered;
+#[path = "support/gradients.rs"]
+mod gradients;
 use clustered::write_clustered;
+use gradients::assert_every_param_has_a_gradient;
 
 use darec::align::NoAlignment;
 use darec::backbone::Mode;
@@ -128,22 +131,7 @@ fn backbone_api_contract() {
         let terms = model.step_losses(&batch, &mut Rng::new(1)).unwrap();
         assert_eq!(terms[0].name, "bpr");
         let grads = terms[0].value.backward().unwrap();
-        for (name, var) in model.params() {
-            let g = grads
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("{backbone}: no gradient for {name}"));
-            let s = g
-                .abs()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(
-                s.is_finite() && s > 0.0,
-                "{backbone}: gradient of {name} is {s}"
-            );
-        }
+        assert_every_param_has_a_gradient(&model, &grads, backbone);
         // save / load round trip restores the exact parameters
         let path = dir.join(format!("{backbone}.safetensors"));
         model.save(&path).unwrap();
