@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
-    let cfg = Config::load(None, &["data.name=\"amazon\"".into()])?;
+    let name = std::env::args().nth(1).unwrap_or("amazon".into());
+    let cfg = Config::load(None, &[format!("data.name=\"{name}\"")])?;
     let ds = load_dataset(&cfg.data)?;
     let g = BipartiteGraph::from_train(ds.n_users(), ds.n_items(), &ds.user_items(&ds.train));
     let mut rng = Rng::new(1);
@@ -24,6 +25,18 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "dropout build: {:.2} ms",
+        t.elapsed().as_secs_f64() * 1e3 / n as f64
+    );
+    let xv: Vec<f32> = ego.flatten_all()?.to_vec1()?;
+    let mut outv = vec![0f32; xv.len()];
+    let t = Instant::now();
+    for _ in 0..n {
+        adj.spmm(&xv, 32, &mut outv);
+    }
+    println!(
+        "one spmm ({} nodes, {} stored entries, d=32): {:.2} ms",
+        adj.n,
+        adj.indices.len(),
         t.elapsed().as_secs_f64() * 1e3 / n as f64
     );
     let t = Instant::now();

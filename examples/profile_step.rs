@@ -1,6 +1,6 @@
 //! Rough timing of training steps on RLMRec amazon for a backbone and an alignment, with
 //! random 384-d semantic vectors (development aid; the benchmark is benches/lightgcn.rs).
-//! `cargo run --release --example profile_step -- lightgcn darec`
+//! `cargo run --release --example profile_step -- lightgcn darec [dataset] [n_hat]`
 use candle_core::{Device, Tensor};
 use darec::align::{AlignConfig, AlignKind, SemanticTables};
 use darec::config::Config;
@@ -13,10 +13,12 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let backbone = args.get(1).cloned().unwrap_or("lightgcn".into());
     let align = args.get(2).cloned().unwrap_or("none".into());
+    let dataset = args.get(3).cloned().unwrap_or("amazon".into());
+    let n_hat: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(4096);
     let cfg = Config::load(
         None,
         &[
-            "data.name=amazon".into(),
+            format!("data.name={dataset}"),
             format!("model.backbone=\"{backbone}\""),
         ],
     )?;
@@ -35,10 +37,17 @@ fn main() -> anyhow::Result<()> {
             )
         };
         let sem = SemanticTables::new(rand(ds.n_users())?, rand(ds.n_items())?)?;
-        let acfg = AlignConfig {
+        let mut acfg = AlignConfig {
             kind,
             ..Default::default()
         };
+        acfg.darec.n_hat = n_hat;
+        // PROFILE_OFF=or,uni,global,local switches DaRec terms off to time them one by one.
+        let off = std::env::var("PROFILE_OFF").unwrap_or_default();
+        acfg.darec.use_or &= !off.contains("or");
+        acfg.darec.use_uni &= !off.contains("uni");
+        acfg.darec.use_global &= !off.contains("global");
+        acfg.darec.use_local &= !off.contains("local");
         model.align = darec::align::build(&acfg, Some(sem), 32, 32, &dev, &mut Rng::new(1))?;
     }
     let mut rng = Rng::new(1);

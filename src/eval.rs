@@ -138,6 +138,7 @@ pub fn evaluate(
     exclude: &[&UserItems],
     opts: &EvalOptions,
 ) -> anyhow::Result<Metrics> {
+    crate::alloc::keep_freed_memory();
     let ks = checked_ks(opts)?;
     let kmax = *ks.last().expect("checked non-empty");
     let n_items = scorer.n_items();

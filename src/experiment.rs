@@ -79,7 +79,8 @@ fn read_record(variant: &str, seed: u64, dir: &Path) -> anyhow::Result<RunRecord
     })
 }
 
-/// Runs `darec train` in a child process unless `dir` already holds a finished run.
+/// Runs `darec train` in a child process unless `dir` already holds a finished run; a run
+/// interrupted after a validation checkpoint is resumed from it.
 pub fn run_child(
     base: &Path,
     sets: &[String],
@@ -95,14 +96,18 @@ pub fn run_child(
     if let Some(t) = threads {
         cmd.args(["--threads", &t.to_string()]);
     }
-    cmd.args(["--log", "warn", "train", "--config"])
-        .arg(base)
-        .arg("--out")
-        .arg(dir);
-    for s in sets {
-        cmd.args(["--set", s]);
+    cmd.args(["--log", "warn", "train"]);
+    if dir.join("checkpoint.json").exists() {
+        // interrupted: continue from the last validation (same result as uninterrupted)
+        tracing::info!("resuming {}", dir.display());
+        cmd.arg("--resume").arg(dir);
+    } else {
+        tracing::info!("training {}", dir.display());
+        cmd.arg("--config").arg(base).arg("--out").arg(dir);
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
     }
-    tracing::info!("training {}", dir.display());
     let status = cmd.status().context("cannot start darec train")?;
     if !status.success() {
         bail!(

@@ -5,6 +5,7 @@
 //! `config`, `run` (run directories and atomic writes).
 
 pub mod align;
+pub mod alloc;
 pub mod backbone;
 pub mod config;
 pub mod data;

@@ -173,6 +173,7 @@ enum DataCommand {
 }
 
 fn main() {
+    darec::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt()

@@ -243,6 +243,7 @@ pub struct EpochRunner {
 
 impl EpochRunner {
     pub fn new(model: &Model, ds: &Dataset, cfg: &Config) -> anyhow::Result<Self> {
+        crate::alloc::keep_freed_memory();
         let t = &cfg.train;
         let train_ui = ds.user_items(&ds.train);
         let pairs: Vec<(u32, u32)> = (0..ds.n_users() as u32)
