@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench lightgcn` — settings from the environment:
 //! `DAREC_BENCH_DATASETS` (default `amazon,yelp`), `DAREC_BENCH_EPOCHS` (3),
-//! `DAREC_BENCH_THREADS` (2), `DAREC_TORCH_PYTHON` (default `.venv-bench/bin/python`,
+//! `DAREC_BENCH_THREADS` (2), `DAREC_BENCH_TORCH` (PyTorch variants as format/backward,
+//! default `csr/symmetric,coo/autograd`: our optimised step and RLMRec's own), `DAREC_TORCH_PYTHON` (default `.venv-bench/bin/python`,
 //! else `python3`; the PyTorch side is skipped with a note when torch is not importable).
 
 #[path = "support/torch.rs"]
@@ -29,6 +30,7 @@ fn main() -> anyhow::Result<()> {
     let datasets = env_or("DAREC_BENCH_DATASETS", "amazon,yelp");
     let epochs: usize = env_or("DAREC_BENCH_EPOCHS", "3").parse()?;
     let threads: usize = env_or("DAREC_BENCH_THREADS", "2").parse()?;
+    let torch_variants = env_or("DAREC_BENCH_TORCH", "csr/symmetric,coo/autograd");
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()?;
@@ -72,66 +74,78 @@ fn main() -> anyhow::Result<()> {
             continue;
         };
         let dir = cfg.data.resolved_path();
-        let out = Command::new(py)
-            .args([
-                "bench/lightgcn_torch.py",
-                "--json",
-                "--layers",
-                &cfg.model.layers.to_string(),
-            ])
-            .args([
-                "--train",
-                &dir.join("trn.tsv").to_string_lossy(),
-                "--test",
-                &dir.join("tst.tsv").to_string_lossy(),
-            ])
-            .args([
-                "--epochs",
-                &epochs.to_string(),
-                "--threads",
-                &threads.to_string(),
-            ])
-            .output()?;
-        if !out.status.success() {
-            eprintln!(
-                "PyTorch run failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            continue;
+        for variant in torch_variants.split(',') {
+            let (format, backward) = variant.split_once('/').unwrap_or((variant, "symmetric"));
+            let out = Command::new(py)
+                .args([
+                    "bench/lightgcn_torch.py",
+                    "--json",
+                    "--layers",
+                    &cfg.model.layers.to_string(),
+                    "--format",
+                    format,
+                    "--backward",
+                    backward,
+                ])
+                .args([
+                    "--train",
+                    &dir.join("trn.tsv").to_string_lossy(),
+                    "--test",
+                    &dir.join("tst.tsv").to_string_lossy(),
+                ])
+                .args([
+                    "--epochs",
+                    &epochs.to_string(),
+                    "--threads",
+                    &threads.to_string(),
+                ])
+                // PyTorch runs with glibc's default allocator settings, as users run it
+                .env_remove("GLIBC_TUNABLES")
+                .output()?;
+            if !out.status.success() {
+                eprintln!(
+                    "PyTorch run failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                continue;
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text
+                .lines()
+                .rev()
+                .find(|l| l.trim_start().starts_with('{'))
+                .unwrap_or("{}");
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let ep: Vec<f64> = v["epoch_s"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+                .unwrap_or_default();
+            eprintln!("pytorch {name} {variant}: {line}");
+            rows.push(Row {
+                dataset: name.into(),
+                implementation: format!(
+                    "PyTorch {} ({format}, {backward} backward)",
+                    v["torch"].as_str().unwrap_or("?")
+                ),
+                epoch_s: median(&ep),
+                eval_s: v["eval_s"].as_f64().unwrap_or(f64::NAN),
+                peak_mib: v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
+            });
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with('{'))
-            .unwrap_or("{}");
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        let ep: Vec<f64> = v["epoch_s"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default();
-        eprintln!("pytorch {name}: {line}");
-        rows.push(Row {
-            dataset: name.into(),
-            implementation: format!("pytorch {}", v["torch"].as_str().unwrap_or("?")),
-            epoch_s: median(&ep),
-            eval_s: v["eval_s"].as_f64().unwrap_or(f64::NAN),
-            peak_mib: v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
-        });
     }
     println!(
         "\nLightGCN (3 layers, d=32, batch 4096), {threads} threads, median of {epochs} epochs\n"
     );
-    println!("| dataset | implementation | epoch (s) | full evaluation (s) | peak memory (MiB) | epoch speed-up vs PyTorch | eval speed-up vs PyTorch |");
+    println!("| dataset | implementation | epoch (s) | full evaluation (s) | peak memory (MiB) | darec's epoch speed-up | darec's eval speed-up |");
     println!("|---|---|---|---|---|---|---|");
     for r in &rows {
-        let torch = rows
+        let darec = rows
             .iter()
-            .find(|t| t.dataset == r.dataset && t.implementation.starts_with("pytorch"));
-        let (se, sv) = match torch {
-            Some(t) if r.implementation == "darec" => (
-                format!("{:.2}x", t.epoch_s / r.epoch_s),
-                format!("{:.2}x", t.eval_s / r.eval_s),
+            .find(|d| d.dataset == r.dataset && d.implementation == "darec");
+        let (se, sv) = match darec {
+            Some(d) if r.implementation != "darec" => (
+                format!("{:.2}x", r.epoch_s / d.epoch_s),
+                format!("{:.2}x", r.eval_s / d.eval_s),
             ),
             _ => ("".into(), "".into()),
         };

@@ -26,6 +26,7 @@ fn time(label: &str, f: &dyn Fn()) {
     );
 }
 fn main() {
+    darec::alloc::keep_freed_memory();
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .map(|a| a.parse().unwrap())

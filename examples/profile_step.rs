@@ -10,6 +10,7 @@ use darec::train::batch::Batch;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
+    darec::alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let backbone = args.get(1).cloned().unwrap_or("lightgcn".into());
     let align = args.get(2).cloned().unwrap_or("none".into());

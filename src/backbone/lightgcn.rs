@@ -50,7 +50,7 @@ impl Backbone for LightGcn {
     fn encode(&self, ego: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         let adj = match mode {
             Mode::Train(rng) if self.keep_rate < 1.0 => {
-                Arc::new(self.graph.normalized_dropped(false, self.keep_rate, rng))
+                Arc::new(self.graph.drop_edges(&self.full, self.keep_rate, rng))
             }
             _ => self.full.clone(),
         };

@@ -31,55 +31,138 @@ impl Csr {
     /// `out = self * x` for a dense row-major `x` with `d` columns (`out` is overwritten).
     /// Common widths use a register-resident row accumulator of fixed size.
     pub fn spmm(&self, x: &[f32], d: usize, out: &mut [f32]) {
-        debug_assert_eq!(x.len(), self.n * d);
-        debug_assert_eq!(out.len(), self.n * d);
+        self.spmm_fused(x, d, out, None, None);
+    }
+
+    /// One pass of `out = self * x + beta * add`, then `total += alpha * out`, row by row
+    /// while the row is in registers (`add = (beta, add)`, `total = (alpha, total)`, both
+    /// optional). Saves the separate sweeps over `[n, d]` buffers that the propagation's
+    /// layer sum and its adjoint would otherwise make.
+    pub fn spmm_fused(
+        &self,
+        x: &[f32],
+        d: usize,
+        out: &mut [f32],
+        add: Option<(f32, &[f32])>,
+        total: Option<(f32, &mut [f32])>,
+    ) {
+        assert_eq!(x.len(), self.n * d, "spmm: x has the wrong size");
+        assert_eq!(out.len(), self.n * d, "spmm: out has the wrong size");
+        if let Some((_, a)) = add {
+            assert_eq!(a.len(), self.n * d, "spmm: add has the wrong size");
+        }
+        let (alpha, mut dummy) = (0f32, Vec::new());
+        let (alpha, total): (f32, &mut [f32]) = match total {
+            Some((a, t)) => {
+                assert_eq!(t.len(), self.n * d, "spmm: total has the wrong size");
+                (a, t)
+            }
+            None => (alpha, &mut dummy[..]),
+        };
         match d {
-            16 => self.spmm_fixed::<16>(x, out),
-            32 => self.spmm_fixed::<32>(x, out),
-            64 => self.spmm_fixed::<64>(x, out),
-            _ => self.spmm_any(x, d, out),
+            16 => self.spmm_fixed::<16>(x, out, add, alpha, total),
+            32 => self.spmm_fixed::<32>(x, out, add, alpha, total),
+            64 => self.spmm_fixed::<64>(x, out, add, alpha, total),
+            _ => self.spmm_any(x, d, out, add, alpha, total),
         }
     }
 
-    fn spmm_fixed<const D: usize>(&self, x: &[f32], out: &mut [f32]) {
-        out.par_chunks_mut(ROWS_PER_TASK * D)
-            .enumerate()
-            .for_each(|(chunk, out_rows)| {
-                let first = chunk * ROWS_PER_TASK;
-                for (r, orow) in out_rows.chunks_exact_mut(D).enumerate() {
-                    let row = first + r;
-                    let mut acc = [0f32; D];
-                    for k in self.indptr[row]..self.indptr[row + 1] {
-                        let w = self.values[k];
-                        let c = self.indices[k] as usize;
-                        let xrow: &[f32; D] = x[c * D..(c + 1) * D].try_into().expect("row width");
-                        for j in 0..D {
-                            acc[j] += w * xrow[j];
-                        }
+    fn spmm_fixed<const D: usize>(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        add: Option<(f32, &[f32])>,
+        alpha: f32,
+        total: &mut [f32],
+    ) {
+        let chunk = ROWS_PER_TASK * D;
+        let body = |task: usize, out_rows: &mut [f32], mut tot_rows: Option<&mut [f32]>| {
+            let first = task * ROWS_PER_TASK;
+            for (r, orow) in out_rows.chunks_exact_mut(D).enumerate() {
+                let row = first + r;
+                let mut acc = [0f32; D];
+                if let Some((beta, a)) = add {
+                    let arow: &[f32; D] = a[row * D..(row + 1) * D].try_into().expect("width");
+                    for j in 0..D {
+                        acc[j] = beta * arow[j];
                     }
-                    orow.copy_from_slice(&acc);
                 }
-            });
+                for k in self.indptr[row]..self.indptr[row + 1] {
+                    let w = self.values[k];
+                    let c = self.indices[k] as usize;
+                    let xrow: &[f32; D] = x[c * D..(c + 1) * D].try_into().expect("row width");
+                    for j in 0..D {
+                        acc[j] += w * xrow[j];
+                    }
+                }
+                orow.copy_from_slice(&acc);
+                if let Some(t) = tot_rows.as_deref_mut() {
+                    let trow: &mut [f32; D] =
+                        (&mut t[r * D..(r + 1) * D]).try_into().expect("row width");
+                    for j in 0..D {
+                        trow[j] += alpha * acc[j];
+                    }
+                }
+            }
+        };
+        if total.is_empty() {
+            out.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(task, o)| body(task, o, None));
+        } else {
+            out.par_chunks_mut(chunk)
+                .zip(total.par_chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(task, (o, t))| body(task, o, Some(t)));
+        }
     }
 
-    fn spmm_any(&self, x: &[f32], d: usize, out: &mut [f32]) {
-        out.par_chunks_mut(ROWS_PER_TASK * d)
-            .enumerate()
-            .for_each(|(chunk, out_rows)| {
-                let first = chunk * ROWS_PER_TASK;
-                for (r, orow) in out_rows.chunks_mut(d).enumerate() {
-                    let row = first + r;
-                    orow.fill(0.0);
-                    for k in self.indptr[row]..self.indptr[row + 1] {
-                        let w = self.values[k];
-                        let c = self.indices[k] as usize;
-                        let xrow = &x[c * d..(c + 1) * d];
-                        for (o, v) in orow.iter_mut().zip(xrow) {
-                            *o += w * v;
-                        }
+    fn spmm_any(
+        &self,
+        x: &[f32],
+        d: usize,
+        out: &mut [f32],
+        add: Option<(f32, &[f32])>,
+        alpha: f32,
+        total: &mut [f32],
+    ) {
+        let chunk = ROWS_PER_TASK * d;
+        let body = |task: usize, out_rows: &mut [f32], mut tot_rows: Option<&mut [f32]>| {
+            let first = task * ROWS_PER_TASK;
+            for (r, orow) in out_rows.chunks_mut(d).enumerate() {
+                let row = first + r;
+                match add {
+                    Some((beta, a)) => orow
+                        .iter_mut()
+                        .zip(&a[row * d..(row + 1) * d])
+                        .for_each(|(o, v)| *o = beta * v),
+                    None => orow.fill(0.0),
+                }
+                for k in self.indptr[row]..self.indptr[row + 1] {
+                    let w = self.values[k];
+                    let c = self.indices[k] as usize;
+                    let xrow = &x[c * d..(c + 1) * d];
+                    for (o, v) in orow.iter_mut().zip(xrow) {
+                        *o += w * v;
                     }
                 }
-            });
+                if let Some(t) = tot_rows.as_deref_mut() {
+                    for (t, o) in t[r * d..(r + 1) * d].iter_mut().zip(orow.iter()) {
+                        *t += alpha * o;
+                    }
+                }
+            }
+        };
+        if total.is_empty() {
+            out.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(task, o)| body(task, o, None));
+        } else {
+            out.par_chunks_mut(chunk)
+                .zip(total.par_chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(task, (o, t))| body(task, o, Some(t)));
+        }
     }
 
     /// Dense copy (tests and tiny graphs only).
@@ -171,6 +254,66 @@ impl BipartiteGraph {
         }
         let keep: Vec<bool> = (0..self.n_edges).map(|_| rng.f32() < keep_rate).collect();
         self.build(self_loops, Some(&keep))
+    }
+
+    /// Edge dropout by filtering `full`, which must be `self.normalized(false)` (same entry
+    /// order): the same matrix as `normalized_dropped(false, ..)` with the same `rng`, built
+    /// without recomputing values, in two parallel passes (count, then fill).
+    pub fn drop_edges(&self, full: &Csr, keep_rate: f32, rng: &mut Rng) -> Csr {
+        assert_eq!(
+            full.nnz(),
+            self.indices.len(),
+            "drop_edges: `full` is not this graph"
+        );
+        if keep_rate >= 1.0 {
+            return full.clone();
+        }
+        let keep: Vec<bool> = (0..self.n_edges).map(|_| rng.f32() < keep_rate).collect();
+        let n = full.n;
+        let kept = |k: usize| keep[self.edge_id[k] as usize];
+        let counts: Vec<usize> = (0..n)
+            .into_par_iter()
+            .map(|v| {
+                (full.indptr[v]..full.indptr[v + 1])
+                    .filter(|&k| kept(k))
+                    .count()
+            })
+            .collect();
+        let mut indptr = Vec::with_capacity(n + 1);
+        indptr.push(0usize);
+        for c in &counts {
+            indptr.push(indptr.last().unwrap() + c);
+        }
+        let nnz = indptr[n];
+        let mut indices = vec![0u32; nnz];
+        let mut values = vec![0f32; nnz];
+        // split the outputs at block boundaries so blocks fill disjoint slices in parallel
+        let mut parts = Vec::with_capacity(n.div_ceil(BUILD_BLOCK));
+        let (mut irest, mut vrest) = (&mut indices[..], &mut values[..]);
+        for start in (0..n).step_by(BUILD_BLOCK) {
+            let end = (start + BUILD_BLOCK).min(n);
+            let len = indptr[end] - indptr[start];
+            let (i, ir) = std::mem::take(&mut irest).split_at_mut(len);
+            let (v, vr) = std::mem::take(&mut vrest).split_at_mut(len);
+            (irest, vrest) = (ir, vr);
+            parts.push((start..end, i, v));
+        }
+        parts.into_par_iter().for_each(|(rows, idx, val)| {
+            let mut o = 0;
+            for k in full.indptr[rows.start]..full.indptr[rows.end] {
+                if kept(k) {
+                    idx[o] = full.indices[k];
+                    val[o] = full.values[k];
+                    o += 1;
+                }
+            }
+        });
+        Csr {
+            n,
+            indptr,
+            indices,
+            values,
+        }
     }
 
     fn build(&self, self_loops: bool, keep: Option<&[bool]>) -> Csr {
@@ -314,7 +457,7 @@ mod tests {
                 .collect();
             let (mut fast, mut slow) = (vec![0f32; 70 * d], vec![1f32; 70 * d]);
             a.spmm(&x, d, &mut fast);
-            a.spmm_any(&x, d, &mut slow);
+            a.spmm_any(&x, d, &mut slow, None, 0.0, &mut []);
             assert_eq!(fast, slow, "d={d}");
         }
     }
@@ -333,6 +476,43 @@ mod tests {
                 let want: f32 = (0..5).map(|c| dense[r * 5 + c] * x[c * d + j]).sum();
                 assert!((out[r * d + j] - want).abs() < 1e-6);
             }
+        }
+    }
+
+    #[test]
+    fn fused_product_adds_and_accumulates() {
+        let a = tiny().normalized(true);
+        for d in [3usize, 16, 32] {
+            let x: Vec<f32> = (0..5 * d).map(|i| (i as f32 * 0.37).sin()).collect();
+            let y: Vec<f32> = (0..5 * d).map(|i| (i as f32 * 0.11).cos()).collect();
+            let t0: Vec<f32> = (0..5 * d).map(|i| i as f32 * 0.01).collect();
+            let mut plain = vec![0.0; 5 * d];
+            a.spmm(&x, d, &mut plain);
+            let mut out = vec![f32::NAN; 5 * d];
+            let mut total = t0.clone();
+            a.spmm_fused(&x, d, &mut out, Some((0.5, &y)), Some((2.0, &mut total)));
+            for k in 0..5 * d {
+                let want = plain[k] + 0.5 * y[k];
+                assert!((out[k] - want).abs() < 1e-6, "d={d} out[{k}]");
+                assert!(
+                    (total[k] - (t0[k] + 2.0 * want)).abs() < 1e-5,
+                    "d={d} total[{k}]"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn drop_edges_equals_the_rebuilt_dropped_graph() {
+        let g = tiny();
+        let full = g.normalized(false);
+        for seed in 0..20 {
+            let a = g.normalized_dropped(false, 0.6, &mut Rng::new(seed));
+            let b = g.drop_edges(&full, 0.6, &mut Rng::new(seed));
+            assert_eq!(
+                (&a.indptr, &a.indices, &a.values),
+                (&b.indptr, &b.indices, &b.values)
+            );
         }
     }
 }

@@ -94,24 +94,26 @@ impl CustomOp1 for Bpr {
             .to_dtype(candle_core::DType::F32)?
             .to_vec0::<f32>()?;
         let (n, d) = arg.dims2()?;
-        let x = arg.flatten_all()?.to_vec1::<f32>()?;
-        let mut grad = vec![0f32; n * d];
-        let scale = g / self.users.len() as f32;
-        for b in 0..self.users.len() {
-            let m = self.margin(&x, d, b);
-            let s = scale / (1.0 + (-m).exp()); // d softplus(m) = sigmoid(m)
-            let (u, p, q) = (
-                self.users[b] as usize,
-                self.pos[b] as usize,
-                self.neg[b] as usize,
-            );
-            for j in 0..d {
-                let (xu, xp, xn) = (x[u * d + j], x[p * d + j], x[q * d + j]);
-                grad[u * d + j] += s * (xn - xp);
-                grad[p * d + j] -= s * xu;
-                grad[q * d + j] += s * xu;
+        let grad = super::with_host_slice(arg, |x| {
+            let mut grad = vec![0f32; n * d];
+            let scale = g / self.users.len() as f32;
+            for b in 0..self.users.len() {
+                let m = self.margin(x, d, b);
+                let s = scale / (1.0 + (-m).exp()); // d softplus(m) = sigmoid(m)
+                let (u, p, q) = (
+                    self.users[b] as usize,
+                    self.pos[b] as usize,
+                    self.neg[b] as usize,
+                );
+                for j in 0..d {
+                    let (xu, xp, xn) = (x[u * d + j], x[p * d + j], x[q * d + j]);
+                    grad[u * d + j] += s * (xn - xp);
+                    grad[p * d + j] -= s * xu;
+                    grad[q * d + j] += s * xu;
+                }
             }
-        }
+            grad
+        })?;
         Ok(Some(Tensor::from_vec(grad, (n, d), arg.device())?))
     }
 }

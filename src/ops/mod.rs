@@ -23,3 +23,26 @@ pub(crate) fn cpu_slice<'a>(
         .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input must be contiguous")))?;
     Ok(&s.as_slice::<f32>()?[a..b])
 }
+
+/// Runs `f` on the f32 data of a CPU tensor without copying it when it is contiguous (a
+/// copy otherwise). Backward passes use it to read their inputs.
+pub(crate) fn with_host_slice<R>(
+    t: &candle_core::Tensor,
+    f: impl FnOnce(&[f32]) -> R,
+) -> candle_core::Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            if let Ok(s) = cpu.as_slice::<f32>() {
+                return Ok(f(&s[a..b]));
+            }
+        }
+    }
+    let v = t
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    Ok(f(&v))
+}

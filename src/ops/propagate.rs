@@ -90,18 +90,19 @@ impl CustomOp1 for Propagate {
             }
             return Ok((CpuStorage::F32(out), Shape::from((n, w))));
         }
+        // each product adds its weighted layer into `out` while the row is in registers
         let w0 = layer_weight(self.combine, 0, big_l);
         let mut out: Vec<f32> = x.iter().map(|v| v * w0).collect();
-        let mut cur = x.to_vec();
-        let mut next = vec![0f32; n * d];
+        let mut cur = vec![0f32; if big_l > 0 { n * d } else { 0 }];
+        let mut next = vec![0f32; if big_l > 1 { n * d } else { 0 }];
         for layer in 1..=big_l {
-            self.adj.spmm(&cur, d, &mut next);
-            std::mem::swap(&mut cur, &mut next);
             let w = layer_weight(self.combine, layer, big_l);
-            if w != 0.0 {
-                for (o, c) in out.iter_mut().zip(&cur) {
-                    *o += w * c;
-                }
+            let total = (w != 0.0).then_some((w, &mut out[..]));
+            if layer == 1 {
+                self.adj.spmm_fused(x, d, &mut cur, None, total);
+            } else {
+                self.adj.spmm_fused(&cur, d, &mut next, None, total);
+                std::mem::swap(&mut cur, &mut next);
             }
         }
         Ok((CpuStorage::F32(out), Shape::from((n, d))))
@@ -155,12 +156,21 @@ impl CustomOp1 for PropagateAdjoint {
         let mut acc = vec![0f32; n * d];
         grad_of_layer(big_l, &mut acc);
         let mut tmp = vec![0f32; n * d];
-        let mut gl = vec![0f32; n * d];
-        for layer in (0..big_l).rev() {
-            self.adj.spmm(&acc, d, &mut tmp);
-            grad_of_layer(layer, &mut gl);
-            for ((a, t), x) in acc.iter_mut().zip(&tmp).zip(&gl) {
-                *a = t + x;
+        if self.combine == Combine::Concat {
+            let mut gl = vec![0f32; n * d];
+            for layer in (0..big_l).rev() {
+                grad_of_layer(layer, &mut gl);
+                self.adj
+                    .spmm_fused(&acc, d, &mut tmp, Some((1.0, &gl)), None);
+                std::mem::swap(&mut acc, &mut tmp);
+            }
+        } else {
+            // acc <- A acc + w_layer g in one pass per layer
+            for layer in (0..big_l).rev() {
+                let w = layer_weight(self.combine, layer, big_l);
+                let add = (w != 0.0).then_some((w, g));
+                self.adj.spmm_fused(&acc, d, &mut tmp, add, None);
+                std::mem::swap(&mut acc, &mut tmp);
             }
         }
         Ok((CpuStorage::F32(acc), Shape::from((n, d))))
