@@ -44,6 +44,10 @@ pub struct Variant {
     pub name: String,
     #[serde(default)]
     pub set: Vec<String>,
+    /// Seeds for this variant only (default: the comparison's `seeds`), e.g. fewer seeds
+    /// for costly ablations. The table reports each variant over the seeds it ran.
+    #[serde(default)]
+    pub seeds: Option<Vec<u64>>,
 }
 
 /// What one finished run reports back.
@@ -125,12 +129,17 @@ pub fn compare(
     out: &Path,
     threads: Option<usize>,
 ) -> anyhow::Result<String> {
-    if cfg.variants.is_empty() || cfg.seeds.is_empty() {
-        bail!("compare: needs at least one [[variant]] and one seed");
+    if cfg.variants.is_empty()
+        || cfg
+            .variants
+            .iter()
+            .any(|v| v.seeds.as_ref().unwrap_or(&cfg.seeds).is_empty())
+    {
+        bail!("compare: needs at least one [[variant]] and at least one seed for each");
     }
     let mut records = Vec::new();
     for v in &cfg.variants {
-        for &seed in &cfg.seeds {
+        for &seed in v.seeds.as_ref().unwrap_or(&cfg.seeds) {
             let dir = out.join(format!("{}-s{seed}", slug(&v.name)));
             let mut sets = cfg.set.clone();
             sets.extend(extra.iter().cloned());

@@ -7,10 +7,11 @@
 use super::mlp::Mlp;
 use super::{AlignContext, AlignInput, Alignment, SemanticTables};
 use crate::backbone::LossTerm;
-use crate::ops::similarity::{info_nce, l2_normalize};
+use crate::ops::similarity::{info_nce_weighted, l2_normalize};
 use crate::rng::Rng;
-use candle_core::{Result, Var};
+use candle_core::{Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -55,26 +56,142 @@ impl Alignment for RlmrecCon {
     fn losses(&mut self, input: &AlignInput, _rng: &mut Rng) -> Result<Vec<LossTerm>> {
         let b = input.batch;
         let nodes = input.nodes;
-        // the user term needs every user's projection (negatives: all users)
+        let dev = nodes.device();
+        let tau = self.cfg.tau;
+        // Repeated batch rows are computed once and weighted by their count (same loss,
+        // see `info_nce_weighted`): 4096 draws hold far fewer distinct users and items.
+        // The user term needs every user's projection (negatives: all users).
         let users_prf = l2_normalize(&self.mlp.forward(&self.sem.users)?)?;
-        let anc = l2_normalize(&nodes.index_select(&b.user_nodes, 0)?)?;
-        let anc_prf = users_prf.index_select(&b.user_nodes, 0)?;
-        let user_term = info_nce(&anc, &anc_prf, &users_prf, self.cfg.tau)?;
+        let (users, counts) = distinct_with_counts(&b.users);
+        let idx = Tensor::from_slice(&users, users.len(), dev)?;
+        let anc = l2_normalize(&nodes.index_select(&idx, 0)?)?;
+        let anc_prf = users_prf.index_select(&idx, 0)?;
+        let user_term = info_nce_weighted(&anc, &anc_prf, &users_prf, tau, Some(counts), None)?;
         // as RLMRec: project every item once per step, then gather the batch's rows
-        // (cheaper than projecting the 2 x batch gathered rows whenever items < 2 x batch)
         let items_prf = self.mlp.forward(&self.sem.items)?;
-        let item_term = |nodes_idx: &candle_core::Tensor,
-                         item_idx: &[u32]|
-         -> Result<candle_core::Tensor> {
-            let idx = candle_core::Tensor::from_slice(item_idx, item_idx.len(), nodes.device())?;
-            let e = l2_normalize(&nodes.index_select(nodes_idx, 0)?)?;
+        let off = input.n_users as u32;
+        let item_term = |batch_items: &[u32]| -> Result<Tensor> {
+            let (items, counts) = distinct_with_counts(batch_items);
+            let node_ids: Vec<u32> = items.iter().map(|i| i + off).collect();
+            let idx = Tensor::from_slice(&items, items.len(), dev)?;
+            let node_idx = Tensor::from_slice(&node_ids, node_ids.len(), dev)?;
+            let e = l2_normalize(&nodes.index_select(&node_idx, 0)?)?;
             let prf = l2_normalize(&items_prf.index_select(&idx, 0)?)?;
-            info_nce(&e, &prf, &prf, self.cfg.tau)
+            // in-batch candidates: the same multiset as the anchors
+            info_nce_weighted(&e, &prf, &prf, tau, Some(counts.clone()), Some(counts))
         };
-        let pos = item_term(&b.pos_nodes, &b.pos)?;
-        let neg = item_term(&b.neg_nodes, &b.neg)?;
+        let pos = item_term(&b.pos)?;
+        let neg = item_term(&b.neg)?;
         let total = ((user_term + pos)? + neg)?;
         let loss = (total * (self.cfg.kd_weight / b.len() as f64))?;
         Ok(vec![LossTerm::new("kd", loss)])
+    }
+}
+
+/// Distinct ids in ascending order with how often each occurs.
+fn distinct_with_counts(ids: &[u32]) -> (Vec<u32>, Arc<Vec<f32>>) {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    let mut distinct = Vec::new();
+    let mut counts: Vec<f32> = Vec::new();
+    for id in sorted {
+        if distinct.last() == Some(&id) {
+            *counts.last_mut().expect("non-empty") += 1.0;
+        } else {
+            distinct.push(id);
+            counts.push(1.0);
+        }
+    }
+    (distinct, Arc::new(counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::similarity::info_nce_reference;
+    use crate::train::batch::Batch;
+    use candle_core::Device;
+
+    fn table(rows: usize, cols: usize, seed: u64) -> Tensor {
+        let mut r = Rng::new(seed);
+        let v: Vec<f32> = (0..rows * cols).map(|_| r.f32() - 0.5).collect();
+        Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    /// The loss on distinct rows equals RLMRec's formula on the batch rows as drawn, with
+    /// repeated users and items (the formula written out with plain candle ops here).
+    #[test]
+    fn loss_equals_the_formula_on_repeated_batch_rows() {
+        let dev = Device::Cpu;
+        let (n_users, n_items, d) = (5, 4, 3);
+        let sem = SemanticTables::new(table(n_users, 6, 1), table(n_items, 6, 2)).unwrap();
+        let mut rng = Rng::new(3);
+        let cfg = ConConfig::default();
+        let mut con = RlmrecCon::new(
+            &cfg,
+            AlignContext {
+                sem: sem.clone(),
+                out_dim: d,
+                ego_dim: d,
+                device: &dev,
+                rng: &mut rng,
+            },
+        )
+        .unwrap();
+        let triples = [
+            (0, 1, 2),
+            (3, 1, 0),
+            (0, 2, 2),
+            (4, 1, 3),
+            (0, 3, 2),
+            (2, 0, 1),
+        ];
+        let batch = Batch::new(&triples, n_users, &dev).unwrap();
+        let nodes = table(n_users + n_items, d, 4);
+        let ego = nodes.clone();
+        let input = AlignInput {
+            ego: &ego,
+            nodes: &nodes,
+            n_users,
+            batch: &batch,
+        };
+        let got = con.losses(&input, &mut rng).unwrap()[0]
+            .value
+            .to_scalar::<f32>()
+            .unwrap();
+        // RLMRec as written: every batch row, all users / all batch items as candidates
+        let tau = cfg.tau;
+        let users_prf = l2_normalize(&con.mlp.forward(&sem.users).unwrap()).unwrap();
+        let items_prf = con.mlp.forward(&sem.items).unwrap();
+        let anc = l2_normalize(&nodes.index_select(&batch.user_nodes, 0).unwrap()).unwrap();
+        let anc_prf = users_prf.index_select(&batch.user_nodes, 0).unwrap();
+        let mut want = info_nce_reference(&anc, &anc_prf, &users_prf, tau)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        for (node_idx, items) in [
+            (&batch.pos_nodes, &batch.pos),
+            (&batch.neg_nodes, &batch.neg),
+        ] {
+            let idx = Tensor::from_slice(items, items.len(), &dev).unwrap();
+            let e = l2_normalize(&nodes.index_select(node_idx, 0).unwrap()).unwrap();
+            let prf = l2_normalize(&items_prf.index_select(&idx, 0).unwrap()).unwrap();
+            want += info_nce_reference(&e, &prf, &prf, tau)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+        }
+        let want = want * (cfg.kd_weight / triples.len() as f64) as f32;
+        assert!(
+            (got - want).abs() < 1e-6 * (1.0 + want.abs()),
+            "{got} vs {want}"
+        );
+    }
+
+    #[test]
+    fn distinct_ids_and_counts() {
+        let (d, c) = distinct_with_counts(&[5, 1, 5, 3, 1, 5]);
+        assert_eq!(d, vec![1, 3, 5]);
+        assert_eq!(*c, vec![2.0, 1.0, 3.0]);
     }
 }

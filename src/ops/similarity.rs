@@ -16,6 +16,7 @@ use super::dense::{a_b_into, a_bt_into, at_b_into};
 use super::fastmath::{exp_shifted_in_place, fast_exp, lane_sum};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 fn host(t: &Tensor) -> Result<Vec<f32>> {
     t.detach().flatten_all()?.to_vec1::<f32>()
@@ -34,24 +35,107 @@ fn scalar_out(v: f64) -> (CpuStorage, Shape) {
 /// InfoNCE summed over the rows of `a` (`[B, d]`) with positives `p` (`[B, d]`) and
 /// candidates `all` (`[M, d]`). Pass normalised rows for the cosine form.
 pub fn info_nce(a: &Tensor, p: &Tensor, all: &Tensor, tau: f64) -> Result<Tensor> {
-    if !a.device().is_cpu() {
-        return info_nce_reference(a, p, all, tau);
+    info_nce_weighted(a, p, all, tau, None, None)
+}
+
+/// InfoNCE over distinct rows with multiplicities: row `b` counts `rows[b]` times and
+/// candidate `m` stands for `cols[m]` identical candidates, i.e. `sum_b rows_b [ -<a_b,
+/// p_b>/tau + log sum_m cols_m exp(<a_b, all_m>/tau) ]`. Equal to [`info_nce`] on the
+/// rows and candidates repeated, at the cost of the distinct ones only (RLMRec-Con's
+/// in-batch items repeat a lot: 4096 draws from a few thousand items).
+pub fn info_nce_weighted(
+    a: &Tensor,
+    p: &Tensor,
+    all: &Tensor,
+    tau: f64,
+    rows: Option<Arc<Vec<f32>>>,
+    cols: Option<Arc<Vec<f32>>>,
+) -> Result<Tensor> {
+    if rows
+        .as_ref()
+        .is_some_and(|r| r.len() != a.dim(0).unwrap_or(0))
+        || cols
+            .as_ref()
+            .is_some_and(|c| c.len() != all.dim(0).unwrap_or(0))
+    {
+        candle_core::bail!("info-nce: weights do not match the rows or candidates");
     }
-    a.contiguous()?
-        .apply_op3(&p.contiguous()?, &all.contiguous()?, InfoNce { tau })
+    if !a.device().is_cpu() {
+        return info_nce_weighted_reference(a, p, all, tau, rows.as_deref(), cols.as_deref());
+    }
+    let log_cols = cols.map(|c| c.iter().map(|x| x.ln()).collect());
+    a.contiguous()?.apply_op3(
+        &p.contiguous()?,
+        &all.contiguous()?,
+        InfoNce {
+            tau,
+            rows,
+            log_cols,
+        },
+    )
 }
 
 /// Plain candle InfoNCE (reference).
 pub fn info_nce_reference(a: &Tensor, p: &Tensor, all: &Tensor, tau: f64) -> Result<Tensor> {
+    info_nce_weighted_reference(a, p, all, tau, None, None)
+}
+
+/// Plain candle weighted InfoNCE (reference).
+pub fn info_nce_weighted_reference(
+    a: &Tensor,
+    p: &Tensor,
+    all: &Tensor,
+    tau: f64,
+    rows: Option<&Vec<f32>>,
+    cols: Option<&Vec<f32>>,
+) -> Result<Tensor> {
     let pos = ((a * p)?.sum(1)? / tau)?;
-    let logits = (a.matmul(&all.t()?)? / tau)?;
+    let mut logits = (a.matmul(&all.t()?)? / tau)?;
+    if let Some(c) = cols {
+        let lc = Tensor::from_slice(c, c.len(), a.device())?
+            .log()?
+            .unsqueeze(0)?;
+        logits = logits.broadcast_add(&lc)?;
+    }
     let max = logits.max_keepdim(1)?.detach();
     let lse = (logits.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + max)?.squeeze(1)?;
-    (lse - pos)?.sum_all()
+    let per_row = (lse - pos)?;
+    match rows {
+        Some(r) => (per_row * Tensor::from_slice(r, r.len(), a.device())?)?.sum_all(),
+        None => per_row.sum_all(),
+    }
 }
 
 struct InfoNce {
     tau: f64,
+    /// Row multiplicities (`None`: all 1).
+    rows: Option<Arc<Vec<f32>>>,
+    /// `ln` of the candidate multiplicities, added to every row of logits.
+    log_cols: Option<Vec<f32>>,
+}
+
+impl InfoNce {
+    fn row_weight(&self, r: usize) -> f32 {
+        self.rows.as_ref().map_or(1.0, |w| w[r])
+    }
+    /// Logits of rows `r0..r1` into `buf`, candidate log-multiplicities added.
+    #[allow(clippy::too_many_arguments)]
+    fn logits(
+        &self,
+        a: &[f32],
+        all: &[f32],
+        r0: usize,
+        r1: usize,
+        m: usize,
+        d: usize,
+        buf: &mut Vec<f32>,
+    ) {
+        block_a_bt(a, all, r0, r1, m, d, (1.0 / self.tau) as f32, buf);
+        if let Some(lc) = &self.log_cols {
+            buf.par_chunks_mut(m)
+                .for_each(|row| row.iter_mut().zip(lc).for_each(|(v, c)| *v += c));
+        }
+    }
 }
 
 /// Rows of the big matrix processed at a time: the block buffer (`BLOCK x m` f32) stays
@@ -128,8 +212,13 @@ impl CustomOp3 for InfoNce {
         let mut buf = Vec::new();
         let mut total = 0f64;
         for (r0, r1) in blocks(b) {
-            block_a_bt(a, all, r0, r1, m, d, inv_tau, &mut buf);
-            total += row_lse(&mut buf, m, false).iter().sum::<f64>();
+            self.logits(a, all, r0, r1, m, d, &mut buf);
+            let lse = row_lse(&mut buf, m, false);
+            total += lse
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * self.row_weight(r0 + i) as f64)
+                .sum::<f64>();
         }
         for r in 0..b {
             let pos: f32 = a[r * d..(r + 1) * d]
@@ -137,7 +226,7 @@ impl CustomOp3 for InfoNce {
                 .zip(&p[r * d..(r + 1) * d])
                 .map(|(x, y)| x * y)
                 .sum();
-            total -= (pos * inv_tau) as f64;
+            total -= (pos * inv_tau * self.row_weight(r)) as f64;
         }
         Ok(scalar_out(total))
     }
@@ -156,17 +245,24 @@ impl CustomOp3 for InfoNce {
         let (av, pv, allv) = (host(a)?, host(p)?, host(all)?);
         let inv_tau = (1.0 / self.tau) as f32;
         let c = g * inv_tau;
-        // dA = c (softmax * all - p); dP = -c a; dAll = c softmax^T a
-        let mut da: Vec<f32> = pv.iter().map(|x| -c * x).collect();
+        // with row weights w: dA = c w (softmax * all - p); dP = -c w a; dAll = c (w softmax)^T a
+        let w = |i: usize| self.row_weight(i / d);
+        let mut da: Vec<f32> = pv.iter().enumerate().map(|(i, x)| -c * w(i) * x).collect();
         let mut dall = vec![0f32; m * d];
         let mut buf = Vec::new();
         for (r0, r1) in blocks(b) {
-            block_a_bt(&av, &allv, r0, r1, m, d, inv_tau, &mut buf);
+            self.logits(&av, &allv, r0, r1, m, d, &mut buf);
             row_lse(&mut buf, m, true);
+            if self.rows.is_some() {
+                buf.par_chunks_mut(m).enumerate().for_each(|(i, row)| {
+                    let wr = self.row_weight(r0 + i);
+                    row.iter_mut().for_each(|v| *v *= wr);
+                });
+            }
             a_b_into(&buf, &allv, r1 - r0, d, m, c, &mut da[r0 * d..r1 * d], true);
             at_b_into(&buf, &av[r0 * d..r1 * d], m, d, r1 - r0, c, &mut dall, true);
         }
-        let dp: Vec<f32> = av.iter().map(|x| -c * x).collect();
+        let dp: Vec<f32> = av.iter().enumerate().map(|(i, x)| -c * w(i) * x).collect();
         let dev = a.device();
         Ok((
             Some(Tensor::from_vec(da, (b, d), dev)?),
@@ -447,6 +543,58 @@ mod tests {
         let f = info_nce(a.as_tensor(), p.as_tensor(), p.as_tensor(), 0.2).unwrap();
         let r = info_nce_reference(a.as_tensor(), p.as_tensor(), p.as_tensor(), 0.2).unwrap();
         check_against_reference(&[&a, &p], &f, &r);
+    }
+
+    /// Weighted distinct rows equal the loss on the rows actually repeated, in value and in
+    /// gradient (the repeated rows' gradients summed), across row blocks.
+    #[test]
+    fn weighted_info_nce_equals_repeated_rows() {
+        let (a, p, all) = (var(300, 3, 2), var(300, 3, 4), var(9, 3, 6));
+        let row_counts: Vec<f32> = (0..300).map(|i| (i % 3 + 1) as f32).collect();
+        let col_counts: Vec<f32> = (0..9).map(|i| (i % 4 + 1) as f32).collect();
+        let rep = |t: &Tensor, counts: &[f32]| {
+            let idx: Vec<u32> = counts
+                .iter()
+                .enumerate()
+                .flat_map(|(i, &c)| std::iter::repeat_n(i as u32, c as usize))
+                .collect();
+            t.index_select(&Tensor::new(idx.as_slice(), &Device::Cpu).unwrap(), 0)
+                .unwrap()
+        };
+        let (ra, rp) = (
+            rep(a.as_tensor(), &row_counts),
+            rep(p.as_tensor(), &row_counts),
+        );
+        let rall = rep(all.as_tensor(), &col_counts);
+        let repeated = info_nce(&ra, &rp, &rall, 0.4).unwrap();
+        let (rows, cols) = (Arc::new(row_counts.clone()), Arc::new(col_counts.clone()));
+        let w = info_nce_weighted(
+            a.as_tensor(),
+            p.as_tensor(),
+            all.as_tensor(),
+            0.4,
+            Some(rows.clone()),
+            Some(cols.clone()),
+        )
+        .unwrap();
+        check_against_reference(&[&a, &p, &all], &w, &repeated);
+        let wr = info_nce_weighted_reference(
+            a.as_tensor(),
+            p.as_tensor(),
+            all.as_tensor(),
+            0.4,
+            Some(&rows),
+            Some(&cols),
+        )
+        .unwrap();
+        let (x, y) = (
+            w.to_scalar::<f32>().unwrap(),
+            wr.to_scalar::<f32>().unwrap(),
+        );
+        assert!(
+            (x - y).abs() < 1e-4 * (1.0 + y.abs()),
+            "{x} vs reference {y}"
+        );
     }
 
     /// Sizes above one row block (`BLOCK` = 256) exercise the blocked loops.
