@@ -20,3 +20,4 @@ pub mod rng;
 pub mod run;
 pub mod text;
 pub mod train;
+pub mod tsne;

@@ -158,7 +158,12 @@ pub fn eval_run(dir: &Path, split: &str) -> anyhow::Result<(Config, Metrics)> {
 
 /// Draws the shared space of a saved DaRec run (`<dir>/shared-space.{png,svg}` by
 /// default) for `n_nodes` sampled users and items; K is the run's `align.darec.k`.
-pub fn map_run(dir: &Path, n_nodes: usize, out: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub fn map_run(
+    dir: &Path,
+    n_nodes: usize,
+    out: Option<PathBuf>,
+    projection: crate::plot::Projection,
+) -> anyhow::Result<PathBuf> {
     let run = RunDir::open(dir)?;
     let cfg = Config::load(Some(&run.file("config.toml")), &[])?;
     let ds = load_dataset(&cfg.data)?;
@@ -192,8 +197,22 @@ pub fn map_run(dir: &Path, n_nodes: usize, out: Option<PathBuf>) -> anyhow::Resu
     let n = nodes.len();
     let k = cfg.align.darec.k;
     let panels = [
-        crate::plot::panel("collaborative shared space", &xc, n, dc, k, cfg.train.seed),
-        crate::plot::panel("language shared space", &xl, n, dl, k, cfg.train.seed),
+        crate::plot::panel(
+            "collaborative shared space",
+            &xc,
+            (n, dc),
+            k,
+            cfg.train.seed,
+            projection,
+        ),
+        crate::plot::panel(
+            "language shared space",
+            &xl,
+            (n, dl),
+            k,
+            cfg.train.seed,
+            projection,
+        ),
     ];
     let stem = out.unwrap_or_else(|| run.file("shared-space"));
     crate::plot::write_map(&stem, &panels)?;

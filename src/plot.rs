@@ -1,7 +1,8 @@
 //! 2-D maps of DaRec's shared space (like the paper's t-SNE figure): sampled users and
-//! items projected to their first two principal components, coloured by their K-means
-//! preference centre, with the centres drawn large; collaborative side left, language side
-//! right. PNG (no text: no font is needed) and SVG (with titles).
+//! items projected to 2-D by t-SNE (`crate::tsne`) or their first two principal
+//! components, coloured by their K-means preference centre, with the centres drawn large;
+//! collaborative side left, language side right. PNG (no text: no font is needed) and SVG
+//! (with titles).
 
 use crate::align::kmeans::kmeans;
 use crate::rng::Rng;
@@ -65,10 +66,37 @@ pub struct Panel {
     pub centres: Vec<(f32, f32)>,
 }
 
+/// How rows are brought down to 2-D.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Projection {
+    /// t-SNE (perplexity 30), as in the paper's figure.
+    Tsne,
+    /// The two leading principal components (fast, linear).
+    Pca,
+}
+
 /// Clusters normalised rows into `k` groups and projects points and centres to 2-D.
-pub fn panel(title: &str, x: &[f32], n: usize, d: usize, k: usize, seed: u64) -> Panel {
+pub fn panel(
+    title: &str,
+    x: &[f32],
+    (n, d): (usize, usize),
+    k: usize,
+    seed: u64,
+    projection: Projection,
+) -> Panel {
     let cluster = kmeans(x, n, d, k, 20, &mut Rng::derive(seed, "plot-kmeans"));
-    let points = pca_2d(x, n, d);
+    let points = match projection {
+        Projection::Pca => pca_2d(x, n, d),
+        Projection::Tsne => crate::tsne::tsne_2d(
+            x,
+            n,
+            d,
+            &crate::tsne::TsneConfig {
+                seed,
+                ..Default::default()
+            },
+        ),
+    };
     let k = cluster.iter().max().map_or(0, |m| m + 1);
     let centres = (0..k)
         .map(|c| {

@@ -200,7 +200,7 @@ fn aligned_models_train_end_to_end_and_reload() {
         assert_eq!(again.values, r.test.values);
         let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
         assert!(log.contains("loss_"), "alignment losses are logged");
-        let map = darec::pipeline::map_run(&out, 100, None);
+        let map = darec::pipeline::map_run(&out, 100, None, darec::plot::Projection::Tsne);
         if kind == AlignKind::Darec {
             let png = map.unwrap();
             assert!(

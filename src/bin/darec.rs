@@ -146,12 +146,15 @@ enum Command {
         /// Run directory of a model trained with align.kind = "darec".
         #[arg(long)]
         run: PathBuf,
-        /// Users and items to sample.
-        #[arg(long, default_value_t = 3000)]
+        /// Users and items to sample (t-SNE costs grow with the square of this).
+        #[arg(long, default_value_t = 2000)]
         nodes: usize,
         /// Output file stem (default: <run>/shared-space).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// 2-D projection.
+        #[arg(long, value_enum, default_value_t = darec::plot::Projection::Tsne)]
+        projection: darec::plot::Projection,
     },
     /// Inspect datasets.
     Data {
@@ -247,8 +250,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let md = darec::experiment::tune(&cfg, &set, &out, cli.threads)?;
             println!("{md}\nwritten to {}", out.join("tune.md").display());
         }
-        Command::Map { run, nodes, out } => {
-            let png = darec::pipeline::map_run(&run, nodes, out)?;
+        Command::Map {
+            run,
+            nodes,
+            out,
+            projection,
+        } => {
+            let png = darec::pipeline::map_run(&run, nodes, out, projection)?;
             println!(
                 "wrote {} and {}",
                 png.display(),
