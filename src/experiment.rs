@@ -30,6 +30,10 @@ pub struct CompareConfig {
     /// Metric for the significance column.
     #[serde(default = "default_metric")]
     pub metric: String,
+    /// Extra pairs `[a, b]` whose difference in `metric` is tested like each variant
+    /// against the reference (e.g. `[["DaRec", "RLMRec-Con"]]`).
+    #[serde(default)]
+    pub contrasts: Vec<[String; 2]>,
     #[serde(rename = "variant")]
     pub variants: Vec<Variant>,
 }
@@ -95,7 +99,15 @@ pub fn run_child(
         tracing::info!("{}: already finished, skipped", dir.display());
         return Ok(());
     }
-    let exe = std::env::current_exe().context("cannot find the darec executable")?;
+    let mut exe = std::env::current_exe().context("cannot find the darec executable")?;
+    if !exe.exists() {
+        // rebuilt while the grid runs: Linux reports the old file as "<path> (deleted)"
+        let path = exe
+            .to_string_lossy()
+            .trim_end_matches(" (deleted)")
+            .to_string();
+        exe = PathBuf::from(path);
+    }
     let mut cmd = Command::new(exe);
     if let Some(t) = threads {
         cmd.args(["--threads", &t.to_string()]);
@@ -155,7 +167,7 @@ pub fn compare(
         .clone()
         .unwrap_or_else(|| cfg.variants[0].name.clone());
     let names: Vec<String> = cfg.variants.iter().map(|v| v.name.clone()).collect();
-    let md = compare_table(&records, &names, &reference, &cfg.metric);
+    let md = compare_table(&records, &names, &reference, &cfg.metric, &cfg.contrasts);
     write_atomic(&out.join("compare.md"), md.as_bytes())?;
     write_json(&out.join("compare.json"), &records)?;
     Ok(md)
@@ -182,6 +194,7 @@ pub fn compare_table(
     names: &[String],
     reference: &str,
     metric: &str,
+    contrasts: &[[String; 2]],
 ) -> String {
     let keys = crate::report::MAIN_KEYS;
     let values = |name: &str, key: &str| -> Vec<f64> {
@@ -231,19 +244,23 @@ pub fn compare_table(
         "\nTest metrics, mean ± sample standard deviation over seeds; (±x%) is the change of the mean against `{reference}`.\n\n"
     ));
     s.push_str(&format!(
-        "| variant | Δ {} vs {reference} | standard error | beyond 2 SE? |\n|---|---|---|---|\n",
+        "| comparison | Δ {} | standard error | beyond 2 SE? |\n|---|---|---|---|\n",
         short(metric)
     ));
-    let (rm, rsd) = mean_std(&values(reference, metric));
-    let rn = values(reference, metric).len() as f64;
-    for name in names.iter().filter(|n| n.as_str() != reference) {
-        let xs = values(name, metric);
-        let (m, sd) = mean_std(&xs);
-        let se = (sd * sd / xs.len().max(1) as f64 + rsd * rsd / rn.max(1.0)).sqrt();
-        let diff = m - rm;
+    let pairs = names
+        .iter()
+        .filter(|n| n.as_str() != reference)
+        .map(|n| [n.clone(), reference.to_string()])
+        .chain(contrasts.iter().cloned());
+    for [a, b] in pairs {
+        let (xa, xb) = (values(&a, metric), values(&b, metric));
+        let ((ma, sa), (mb, sb)) = (mean_std(&xa), mean_std(&xb));
+        let (na, nb) = (xa.len(), xb.len());
+        let se = (sa * sa / na.max(1) as f64 + sb * sb / nb.max(1) as f64).sqrt();
+        let diff = ma - mb;
         s.push_str(&format!(
-            "| {name} | {diff:+.4} | {se:.4} | {} |\n",
-            if xs.len() < 2 || rn < 2.0 {
+            "| {a} vs {b} | {diff:+.4} | {se:.4} | {} |\n",
+            if na < 2 || nb < 2 {
                 "n/a (needs 2+ seeds)"
             } else if diff.abs() > 2.0 * se {
                 "yes"
@@ -408,16 +425,25 @@ mod tests {
             &["base".into(), "new".into()],
             "base",
             "recall@20",
+            &[["base".into(), "new".into()]],
         );
         // new mean 0.21 vs 0.11: +90.9%
         assert!(t.contains("0.2100 ± 0.0141 (+90.9%)"), "{t}");
-        assert!(t.contains("| new | +0.1000 | 0.0141 | yes |"), "{t}");
+        assert!(
+            t.contains("| new vs base | +0.1000 | 0.0141 | yes |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| base vs new | -0.1000 | 0.0141 | yes |"),
+            "{t}"
+        );
         // one seed has no spread to compare with
         let single = compare_table(
             &records[..3],
             &["base".into(), "new".into()],
             "base",
             "recall@20",
+            &[],
         );
         assert!(single.contains("n/a (needs 2+ seeds)"), "{single}");
     }

@@ -196,24 +196,26 @@ pub fn map_run(
     let (xl, dl) = host(&sh_l)?;
     let n = nodes.len();
     let k = cfg.align.darec.k;
-    let panels = [
-        crate::plot::panel(
-            "collaborative shared space",
-            &xc,
-            (n, dc),
-            k,
-            cfg.train.seed,
-            projection,
-        ),
-        crate::plot::panel(
-            "language shared space",
-            &xl,
-            (n, dl),
-            k,
-            cfg.train.seed,
-            projection,
-        ),
-    ];
+    let left = crate::plot::panel(
+        "collaborative shared space",
+        &xc,
+        (n, dc),
+        k,
+        cfg.train.seed,
+        projection,
+    );
+    let mut right = crate::plot::panel(
+        "language shared space",
+        &xl,
+        (n, dl),
+        k,
+        cfg.train.seed,
+        projection,
+    );
+    if dc == dl {
+        crate::plot::match_colours(&left, &xc, &mut right, &xl, dc);
+    }
+    let panels = [left, right];
     let stem = out.unwrap_or_else(|| run.file("shared-space"));
     crate::plot::write_map(&stem, &panels)?;
     Ok(stem.with_extension("png"))

@@ -121,6 +121,45 @@ pub fn panel(
     }
 }
 
+/// Recolours `right`'s clusters after the `left` cluster each is matched to: centres
+/// (member means of the rows `x*`, `[n, d]`) are paired by maximal total cosine, as DaRec's
+/// local alignment pairs them, so matched preference centres share a colour.
+pub fn match_colours(left: &Panel, xl: &[f32], right: &mut Panel, xr: &[f32], d: usize) {
+    let k = left.centres.len().max(right.centres.len());
+    let centroids = |x: &[f32], cluster: &[usize]| {
+        let mut c = vec![0f64; k * d];
+        for (i, &a) in cluster.iter().enumerate() {
+            for j in 0..d {
+                c[a * d + j] += x[i * d + j] as f64;
+            }
+        }
+        for row in c.chunks_mut(d) {
+            let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        c
+    };
+    let (cl, cr) = (centroids(xl, &left.cluster), centroids(xr, &right.cluster));
+    let cos: Vec<f64> = (0..k * k)
+        .map(|ab| {
+            let (a, b) = (ab / k, ab % k);
+            (0..d).map(|j| cl[a * d + j] * cr[b * d + j]).sum()
+        })
+        .collect();
+    // pi[a] = right cluster matched to left cluster a
+    let pi = crate::align::hungarian::max_score_assignment(&cos, k);
+    let mut new_label = vec![0usize; k];
+    for (a, &b) in pi.iter().enumerate() {
+        new_label[b] = a;
+    }
+    right.cluster.iter_mut().for_each(|c| *c = new_label[*c]);
+    let mut centres = vec![(0f32, 0f32); k];
+    for (b, c) in right.centres.iter().enumerate() {
+        centres[new_label[b]] = *c;
+    }
+    right.centres = centres;
+}
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     panels: &[Panel],
@@ -197,6 +236,24 @@ pub fn write_map(stem: &Path, panels: &[Panel]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The same rows clustered with permuted labels get the left side's labels back.
+    #[test]
+    fn matched_colours_undo_a_label_permutation() {
+        let x = [1f32, 0., 0.9, 0.1, 0., 1., 0.1, 0.9, -1., 0., -0.9, -0.1];
+        let panel = |cluster: Vec<usize>| Panel {
+            title: String::new(),
+            points: vec![(0.0, 0.0); 6],
+            centres: (0..3).map(|c| (c as f32, 0.0)).collect(),
+            cluster,
+        };
+        let left = panel(vec![0, 0, 1, 1, 2, 2]);
+        let mut right = panel(vec![2, 2, 0, 0, 1, 1]);
+        match_colours(&left, &x, &mut right, &x, 2);
+        assert_eq!(right.cluster, left.cluster);
+        // right's old centre 2 (x = 2.0) belonged to the points now labelled 0
+        assert_eq!(right.centres[0], (2.0, 0.0));
+    }
 
     #[test]
     fn pca_finds_the_main_axis() {
