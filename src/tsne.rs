@@ -142,14 +142,16 @@ pub fn tsne_2d(x: &[f32], n: usize, d: usize, cfg: &TsneConfig) -> Vec<(f32, f32
         let kernel = |a: &[f64; 2], b: &[f64; 2]| {
             1.0 / (1.0 + (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2))
         };
-        // normaliser of q: sum over i != j of the kernel
-        let z: f64 = (0..n)
+        // normaliser of q: sum over i != j of the kernel (row sums collected in order and
+        // added serially, so the map does not depend on how rayon splits the work)
+        let row_sums: Vec<f64> = (0..n)
             .into_par_iter()
             .map(|i| {
                 let yi = &y[i];
                 y.iter().map(|yj| kernel(yi, yj)).sum::<f64>() - 1.0
             })
-            .sum();
+            .collect();
+        let z: f64 = row_sums.iter().sum();
         let grad: Vec<[f64; 2]> = (0..n)
             .into_par_iter()
             .map(|i| {

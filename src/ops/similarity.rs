@@ -323,6 +323,8 @@ impl CustomOp2 for GramMse {
                     let diff: Vec<f32> = x.iter().zip(y).map(|(u, v)| (u - v) * (u - v)).collect();
                     lane_sum(&diff)
                 })
+                .collect::<Vec<f64>>() // added in row order: the same bits on every run
+                .iter()
                 .sum::<f64>();
         }
         Ok(scalar_out(total / (n * n) as f64))
@@ -439,7 +441,13 @@ impl CustomOp1 for Uniformity {
         let mut q = 0f64;
         for (r0, r1) in blocks(n) {
             kernel_block(x, &sq, r0, r1, n, d, self.t as f32, &mut buf);
-            q += buf.par_chunks(n).map(lane_sum).sum::<f64>();
+            // collected, then added in row order: the same bits however rayon splits
+            q += buf
+                .par_chunks(n)
+                .map(lane_sum)
+                .collect::<Vec<f64>>()
+                .iter()
+                .sum::<f64>();
         }
         Ok(scalar_out((q / (n * (n - 1)) as f64).ln()))
     }
