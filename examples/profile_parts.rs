@@ -86,17 +86,12 @@ fn main() -> anyhow::Result<()> {
         "batch: {:.2} ms",
         t.elapsed().as_secs_f64() * 1e3 / n as f64
     );
+    let train_ui = ds.user_items(&ds.train);
     let s = darec::train::sampler::BprSampler::new(
         (0..ds.n_users() as u32)
-            .flat_map(|u| {
-                ds.user_items(&ds.train)
-                    .row(u)
-                    .to_vec()
-                    .into_iter()
-                    .map(move |i| (u, i))
-            })
+            .flat_map(|u| train_ui.row(u).iter().map(move |&i| (u, i)))
             .collect(),
-        ds.user_items(&ds.train),
+        train_ui.clone(),
         ds.n_items(),
     )?;
     let t = Instant::now();

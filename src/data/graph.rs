@@ -268,21 +268,25 @@ impl BipartiteGraph {
         if keep_rate >= 1.0 {
             return full.clone();
         }
-        let keep: Vec<bool> = (0..self.n_edges).map(|_| rng.f32() < keep_rate).collect();
-        let n = full.n;
-        let kept = |k: usize| keep[self.edge_id[k] as usize];
-        let counts: Vec<usize> = (0..n)
-            .into_par_iter()
-            .map(|v| {
-                (full.indptr[v]..full.indptr[v + 1])
-                    .filter(|&k| kept(k))
-                    .count()
-            })
+        let keep: Vec<u8> = (0..self.n_edges)
+            .map(|_| (rng.f32() < keep_rate) as u8)
             .collect();
+        // per stored entry: 1 if its undirected edge survives (branch-free passes below)
+        let mut kept = vec![0u8; full.nnz()];
+        kept.par_chunks_mut(BUILD_BLOCK * 16)
+            .zip(self.edge_id.par_chunks(BUILD_BLOCK * 16))
+            .for_each(|(k, e)| {
+                k.iter_mut()
+                    .zip(e)
+                    .for_each(|(k, &e)| *k = keep[e as usize])
+            });
+        let n = full.n;
         let mut indptr = Vec::with_capacity(n + 1);
         indptr.push(0usize);
-        for c in &counts {
-            indptr.push(indptr.last().unwrap() + c);
+        for v in 0..n {
+            let row = &kept[full.indptr[v]..full.indptr[v + 1]];
+            let c: usize = row.iter().map(|&b| b as usize).sum();
+            indptr.push(indptr[v] + c);
         }
         let nnz = indptr[n];
         let mut indices = vec![0u32; nnz];
@@ -299,11 +303,14 @@ impl BipartiteGraph {
             parts.push((start..end, i, v));
         }
         parts.into_par_iter().for_each(|(rows, idx, val)| {
+            let entries = full.indptr[rows.start]..full.indptr[rows.end];
+            let kept = &kept[entries.clone()];
+            let (src_i, src_v) = (&full.indices[entries.clone()], &full.values[entries]);
             let mut o = 0;
-            for k in full.indptr[rows.start]..full.indptr[rows.end] {
-                if kept(k) {
-                    idx[o] = full.indices[k];
-                    val[o] = full.values[k];
+            for ((&k, &c), &w) in kept.iter().zip(src_i).zip(src_v) {
+                if k != 0 {
+                    idx[o] = c;
+                    val[o] = w;
                     o += 1;
                 }
             }
