@@ -385,6 +385,43 @@ pub fn tune(
 mod tests {
     use super::*;
 
+    /// Every shipped comparison and tuning config parses, and its base config exists.
+    #[test]
+    fn shipped_experiment_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let text = || std::fs::read_to_string(&path).unwrap();
+            let base = if name.starts_with("compare-") {
+                let c: CompareConfig =
+                    toml::from_str(&text()).unwrap_or_else(|e| panic!("{name}: {e}"));
+                let names: Vec<&str> = c.variants.iter().map(|v| v.name.as_str()).collect();
+                for pair in &c.contrasts {
+                    assert!(
+                        pair.iter().all(|n| names.contains(&n.as_str())),
+                        "{name}: {pair:?}"
+                    );
+                }
+                c.base
+            } else if name.starts_with("tune-") {
+                let t: TuneConfig =
+                    toml::from_str(&text()).unwrap_or_else(|e| panic!("{name}: {e}"));
+                t.base
+            } else {
+                continue;
+            };
+            assert!(
+                dir.parent().unwrap().join(&base).exists(),
+                "{name}: no {}",
+                base.display()
+            );
+            seen += 1;
+        }
+        assert!(seen >= 4, "found only {seen} experiment configs");
+    }
+
     #[test]
     fn grid_points_enumerate_every_combination() {
         let grid: toml::Table =
