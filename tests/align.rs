@@ -147,17 +147,23 @@ fn setup(name: &str) -> (std::path::PathBuf, Vec<String>) {
 #[test]
 fn alignment_contract_on_every_backbone() {
     let (dir, base) = setup("contract");
-    let expected: [(&str, &[&str]); 4] = [
-        ("none", &[]),
-        ("rlmrec_con", &["kd"]),
-        ("rlmrec_gen", &["recon"]),
-        ("darec", &["or", "uni", "global", "local"]),
+    let expected: [(&str, &[&str], &[&str]); 5] = [
+        ("none", &[], &[]),
+        ("rlmrec_con", &[], &["kd"]),
+        ("rlmrec_gen", &[], &["recon"]),
+        ("darec", &[], &["or", "uni", "global", "local"]),
+        (
+            "darec",
+            &["align.darec.shared_uni=true"],
+            &["or", "uni", "shared_uni", "global", "local"],
+        ),
     ];
     for backbone in ["mf", "lightgcn"] {
-        for (kind, terms) in expected {
+        for (kind, extra, terms) in expected {
             let mut o = base.clone();
             o.push(format!("model.backbone=\"{backbone}\""));
             o.push(format!("align.kind=\"{kind}\""));
+            o.extend(extra.iter().map(|s| s.to_string()));
             let cfg = Config::load(None, &o).unwrap();
             let ds = load_dataset(&cfg.data).unwrap();
             let mut model = Model::from_config(&cfg, &ds, &Device::Cpu).unwrap();

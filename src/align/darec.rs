@@ -49,6 +49,10 @@ pub struct DarecConfig {
     pub w_uni: f64,
     pub w_global: f64,
     pub w_local: f64,
+    /// Not in the paper: the uniformity term on the shared parts too (weight `w_uni`).
+    /// Without it the shared heads were measured to collapse to one direction, which meets
+    /// the structure losses trivially (README, ML-1M alignment).
+    pub shared_uni: bool,
 }
 
 impl Default for DarecConfig {
@@ -68,6 +72,7 @@ impl Default for DarecConfig {
             w_uni: 1.0,
             w_global: 1.0,
             w_local: 1.0,
+            shared_uni: false,
         }
     }
 }
@@ -212,6 +217,11 @@ impl Alignment for Darec {
             }
         }
         let (nc, nl) = (l2_normalize(&sh_c)?, l2_normalize(&sh_l)?);
+        if cfg.shared_uni {
+            let t = cfg.uniformity_t;
+            let l = (uniformity(&nc, t)? + uniformity(&nl, t)?)?;
+            terms.push(LossTerm::new("shared_uni", (l * (w * cfg.w_uni))?));
+        }
         if cfg.use_global {
             terms.push(LossTerm::new(
                 "global",
