@@ -20,6 +20,26 @@ pub struct Csr {
     pub values: Vec<f32>,
 }
 
+/// Runs `body(task, out_rows, total_rows)` in parallel over `chunk`-sized pieces of `out`
+/// and, when `total` is not empty, the matching pieces of `total`.
+fn for_row_tasks(
+    out: &mut [f32],
+    total: &mut [f32],
+    chunk: usize,
+    body: impl Fn(usize, &mut [f32], Option<&mut [f32]>) + Sync,
+) {
+    if total.is_empty() {
+        out.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(task, o)| body(task, o, None));
+    } else {
+        out.par_chunks_mut(chunk)
+            .zip(total.par_chunks_mut(chunk))
+            .enumerate()
+            .for_each(|(task, (o, t))| body(task, o, Some(t)));
+    }
+}
+
 /// Rows per rayon task in the sparse product: big enough to amortise scheduling.
 const ROWS_PER_TASK: usize = 256;
 
@@ -51,13 +71,13 @@ impl Csr {
         if let Some((_, a)) = add {
             assert_eq!(a.len(), self.n * d, "spmm: add has the wrong size");
         }
-        let (alpha, mut dummy) = (0f32, Vec::new());
+        // an empty `total` means none from here on
         let (alpha, total): (f32, &mut [f32]) = match total {
             Some((a, t)) => {
                 assert_eq!(t.len(), self.n * d, "spmm: total has the wrong size");
                 (a, t)
             }
-            None => (alpha, &mut dummy[..]),
+            None => (0.0, &mut []),
         };
         match d {
             16 => self.spmm_fixed::<16>(x, out, add, alpha, total),
@@ -105,16 +125,7 @@ impl Csr {
                 }
             }
         };
-        if total.is_empty() {
-            out.par_chunks_mut(chunk)
-                .enumerate()
-                .for_each(|(task, o)| body(task, o, None));
-        } else {
-            out.par_chunks_mut(chunk)
-                .zip(total.par_chunks_mut(chunk))
-                .enumerate()
-                .for_each(|(task, (o, t))| body(task, o, Some(t)));
-        }
+        for_row_tasks(out, total, chunk, body);
     }
 
     fn spmm_any(
@@ -153,16 +164,7 @@ impl Csr {
                 }
             }
         };
-        if total.is_empty() {
-            out.par_chunks_mut(chunk)
-                .enumerate()
-                .for_each(|(task, o)| body(task, o, None));
-        } else {
-            out.par_chunks_mut(chunk)
-                .zip(total.par_chunks_mut(chunk))
-                .enumerate()
-                .for_each(|(task, (o, t))| body(task, o, Some(t)));
-        }
+        for_row_tasks(out, total, chunk, body);
     }
 
     /// Dense copy (tests and tiny graphs only).
