@@ -1,5 +1,6 @@
 //! Rough timing of training steps on RLMRec amazon for a backbone and an alignment, with
-//! random 384-d semantic vectors (development aid; the benchmark is benches/lightgcn.rs).
+//! random 384-d semantic vectors, on one batch drawn as training draws it (development aid;
+//! the benchmark is benches/lightgcn.rs).
 //! `cargo run --release --example profile_step -- lightgcn darec [dataset] [n_hat]`
 use candle_core::{Device, Tensor};
 use darec::align::{AlignConfig, AlignKind, SemanticTables};
@@ -52,15 +53,13 @@ fn main() -> anyhow::Result<()> {
         model.align = darec::align::build(&acfg, Some(sem), 32, 32, &dev, &mut Rng::new(1))?;
     }
     let mut rng = Rng::new(1);
-    let triples: Vec<(u32, u32, u32)> = (0..4096)
-        .map(|k| {
-            (
-                (k * 7 % ds.n_users()) as u32,
-                (k * 13 % ds.n_items()) as u32,
-                (k * 17 % ds.n_items()) as u32,
-            )
-        })
+    // a real batch: the first 4096 triples of a shuffled epoch (repeats as in training)
+    let train_ui = ds.user_items(&ds.train);
+    let pairs: Vec<(u32, u32)> = (0..ds.n_users() as u32)
+        .flat_map(|u| train_ui.row(u).iter().map(move |&i| (u, i)))
         .collect();
+    let sampler = darec::train::sampler::BprSampler::new(pairs, train_ui.clone(), ds.n_items())?;
+    let triples: Vec<(u32, u32, u32)> = sampler.epoch(&mut Rng::new(2))[..4096].to_vec();
     let batch = Batch::new(&triples, ds.n_users(), &dev)?;
     let params: Vec<_> = model.params().into_iter().map(|p| p.1).collect();
     let mut adam = darec::ops::Adam::new(params, Default::default())?;

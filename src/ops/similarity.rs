@@ -13,10 +13,10 @@
 //! Each has a plain-candle reference (`*_reference`), used on non-CPU devices and in tests.
 
 use super::dense::{a_b_into, a_bt_into, at_b_into};
-use super::fastmath::{exp_shifted_in_place, fast_exp, lane_sum};
+use super::fastmath::{exp_shifted_in_place, fast_exp, lane_sum, vectorized};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 fn host(t: &Tensor) -> Result<Vec<f32>> {
     t.detach().flatten_all()?.to_vec1::<f32>()
@@ -71,6 +71,8 @@ pub fn info_nce_weighted(
             tau,
             rows,
             log_cols,
+            grads_in_forward: a.track_op() || p.track_op() || all.track_op(),
+            cache: Mutex::new(None),
         },
     )
 }
@@ -112,6 +114,12 @@ struct InfoNce {
     rows: Option<Arc<Vec<f32>>>,
     /// `ln` of the candidate multiplicities, added to every row of logits.
     log_cols: Option<Vec<f32>>,
+    /// Compute the gradients in the forward pass, while the softmax block is in cache,
+    /// instead of recomputing the logits and exponentials in the backward pass (set when
+    /// an input is tracked: training always differentiates this loss).
+    grads_in_forward: bool,
+    /// Gradients of the loss (upstream gradient 1) for `a`, `p`, `all`, left by the forward.
+    cache: Mutex<Option<[Vec<f32>; 3]>>,
 }
 
 impl InfoNce {
@@ -136,6 +144,90 @@ impl InfoNce {
                 .for_each(|row| row.iter_mut().zip(lc).for_each(|(v, c)| *v += c));
         }
     }
+
+    /// The loss and, when asked, its gradients for `a`, `p` and `all` (upstream gradient
+    /// 1), block by block over the rows: with row weights `w`, `dA = (w softmax) all / tau
+    /// - w p / tau`, `dP = -w a / tau`, `dAll = (w softmax)^T a / tau`.
+    #[allow(clippy::too_many_arguments)]
+    fn pass(
+        &self,
+        a: &[f32],
+        p: &[f32],
+        all: &[f32],
+        b: usize,
+        m: usize,
+        d: usize,
+        grads: bool,
+    ) -> (f64, Option<[Vec<f32>; 3]>) {
+        let inv_tau = (1.0 / self.tau) as f32;
+        let w = |i: usize| self.row_weight(i / d);
+        let (mut da, mut dall) = if grads {
+            let da: Vec<f32> = p
+                .iter()
+                .enumerate()
+                .map(|(i, x)| -inv_tau * w(i) * x)
+                .collect();
+            (da, vec![0f32; m * d])
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let mut buf = Vec::new();
+        let mut total = 0f64;
+        for (r0, r1) in blocks(b) {
+            self.logits(a, all, r0, r1, m, d, &mut buf);
+            let lse = row_lse(&mut buf, m, grads);
+            total += lse
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * self.row_weight(r0 + i) as f64)
+                .sum::<f64>();
+            if grads {
+                if self.rows.is_some() {
+                    buf.par_chunks_mut(m).enumerate().for_each(|(i, row)| {
+                        let wr = self.row_weight(r0 + i);
+                        row.iter_mut().for_each(|v| *v *= wr);
+                    });
+                }
+                a_b_into(
+                    &buf,
+                    all,
+                    r1 - r0,
+                    d,
+                    m,
+                    inv_tau,
+                    &mut da[r0 * d..r1 * d],
+                    true,
+                );
+                at_b_into(
+                    &buf,
+                    &a[r0 * d..r1 * d],
+                    m,
+                    d,
+                    r1 - r0,
+                    inv_tau,
+                    &mut dall,
+                    true,
+                );
+            }
+        }
+        for r in 0..b {
+            let pos: f32 = a[r * d..(r + 1) * d]
+                .iter()
+                .zip(&p[r * d..(r + 1) * d])
+                .map(|(x, y)| x * y)
+                .sum();
+            total -= (pos * inv_tau * self.row_weight(r)) as f64;
+        }
+        let grads = grads.then(|| {
+            let dp: Vec<f32> = a
+                .iter()
+                .enumerate()
+                .map(|(i, x)| -inv_tau * w(i) * x)
+                .collect();
+            [da, dp, dall]
+        });
+        (total, grads)
+    }
 }
 
 /// Rows of the big matrix processed at a time: the block buffer (`BLOCK x m` f32) stays
@@ -152,14 +244,19 @@ fn row_lse(logits: &mut [f32], m: usize, softmax: bool) -> Vec<f64> {
     logits
         .par_chunks_mut(m)
         .map(|row| {
-            let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            exp_shifted_in_place(row, mx);
-            let s = lane_sum(row);
-            if softmax {
-                let inv = (1.0 / s) as f32;
-                row.iter_mut().for_each(|v| *v *= inv);
-            }
-            mx as f64 + s.ln()
+            vectorized(
+                #[inline(always)]
+                || {
+                    let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    exp_shifted_in_place(row, mx);
+                    let s = lane_sum(row);
+                    if softmax {
+                        let inv = (1.0 / s) as f32;
+                        row.iter_mut().for_each(|v| *v *= inv);
+                    }
+                    mx as f64 + s.ln()
+                },
+            )
         })
         .collect()
 }
@@ -208,26 +305,8 @@ impl CustomOp3 for InfoNce {
             super::cpu_slice(s2, l2, "info-nce")?,
             super::cpu_slice(s3, l3, "info-nce")?,
         );
-        let inv_tau = (1.0 / self.tau) as f32;
-        let mut buf = Vec::new();
-        let mut total = 0f64;
-        for (r0, r1) in blocks(b) {
-            self.logits(a, all, r0, r1, m, d, &mut buf);
-            let lse = row_lse(&mut buf, m, false);
-            total += lse
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v * self.row_weight(r0 + i) as f64)
-                .sum::<f64>();
-        }
-        for r in 0..b {
-            let pos: f32 = a[r * d..(r + 1) * d]
-                .iter()
-                .zip(&p[r * d..(r + 1) * d])
-                .map(|(x, y)| x * y)
-                .sum();
-            total -= (pos * inv_tau * self.row_weight(r)) as f64;
-        }
+        let (total, grads) = self.pass(a, p, all, b, m, d, self.grads_in_forward);
+        *self.cache.lock().expect("info-nce cache") = grads;
         Ok(scalar_out(total))
     }
 
@@ -242,27 +321,19 @@ impl CustomOp3 for InfoNce {
         let g = scalar(grad)?;
         let (b, d) = a.dims2()?;
         let m = all.dim(0)?;
-        let (av, pv, allv) = (host(a)?, host(p)?, host(all)?);
-        let inv_tau = (1.0 / self.tau) as f32;
-        let c = g * inv_tau;
-        // with row weights w: dA = c w (softmax * all - p); dP = -c w a; dAll = c (w softmax)^T a
-        let w = |i: usize| self.row_weight(i / d);
-        let mut da: Vec<f32> = pv.iter().enumerate().map(|(i, x)| -c * w(i) * x).collect();
-        let mut dall = vec![0f32; m * d];
-        let mut buf = Vec::new();
-        for (r0, r1) in blocks(b) {
-            self.logits(&av, &allv, r0, r1, m, d, &mut buf);
-            row_lse(&mut buf, m, true);
-            if self.rows.is_some() {
-                buf.par_chunks_mut(m).enumerate().for_each(|(i, row)| {
-                    let wr = self.row_weight(r0 + i);
-                    row.iter_mut().for_each(|v| *v *= wr);
-                });
+        let cached = self.cache.lock().expect("info-nce cache").take();
+        let [mut da, mut dp, mut dall] = match cached {
+            Some(grads) => grads,
+            None => {
+                let (av, pv, allv) = (host(a)?, host(p)?, host(all)?);
+                self.pass(&av, &pv, &allv, b, m, d, true).1.expect("asked")
             }
-            a_b_into(&buf, &allv, r1 - r0, d, m, c, &mut da[r0 * d..r1 * d], true);
-            at_b_into(&buf, &av[r0 * d..r1 * d], m, d, r1 - r0, c, &mut dall, true);
+        };
+        if g != 1.0 {
+            for v in [&mut da, &mut dp, &mut dall] {
+                v.iter_mut().for_each(|x| *x *= g);
+            }
         }
-        let dp: Vec<f32> = av.iter().enumerate().map(|(i, x)| -c * w(i) * x).collect();
         let dev = a.device();
         Ok((
             Some(Tensor::from_vec(da, (b, d), dev)?),
@@ -412,9 +483,14 @@ fn kernel_block(
     buf.par_chunks_mut(n).enumerate().for_each(|(k, row)| {
         let i = r0 + k;
         let si = sq[i];
-        for (v, &sj) in row.iter_mut().zip(sq) {
-            *v = fast_exp(-t * (si + sj - 2.0 * *v).max(0.0));
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for (v, &sj) in row.iter_mut().zip(sq) {
+                    *v = fast_exp(-t * (si + sj - 2.0 * *v).max(0.0));
+                }
+            },
+        );
         row[i] = 0.0;
     });
 }
@@ -524,6 +600,48 @@ mod tests {
                 gr.get(v.as_tensor()).unwrap(),
             );
             assert!(d < 1e-4, "gradient differs by {d}");
+        }
+    }
+
+    /// The gradients left by the forward (first backward) and the recomputed ones (a
+    /// second backward of the same graph finds the cache taken) both match the reference,
+    /// under an upstream gradient other than 1.
+    #[test]
+    fn info_nce_gradients_from_forward_and_recomputed_agree() {
+        let (a, p, all) = (var(6, 4, 1), var(6, 4, 5), var(9, 4, 9));
+        let rows = Some(Arc::new(vec![1.0, 2.0, 1.0, 3.0, 1.0, 1.0]));
+        let fused = (info_nce_weighted(
+            a.as_tensor(),
+            p.as_tensor(),
+            all.as_tensor(),
+            0.3,
+            rows.clone(),
+            None,
+        )
+        .unwrap()
+            * 2.5)
+            .unwrap();
+        let reference = (info_nce_weighted_reference(
+            a.as_tensor(),
+            p.as_tensor(),
+            all.as_tensor(),
+            0.3,
+            rows.as_deref(),
+            None,
+        )
+        .unwrap()
+            * 2.5)
+            .unwrap();
+        let gr = reference.backward().unwrap();
+        for _ in 0..2 {
+            let gf = fused.backward().unwrap();
+            for v in [&a, &p, &all] {
+                let d = max_diff(
+                    gf.get(v.as_tensor()).unwrap(),
+                    gr.get(v.as_tensor()).unwrap(),
+                );
+                assert!(d < 1e-4, "gradient differs by {d}");
+            }
         }
     }
 
