@@ -244,9 +244,18 @@ pub fn compare_table(
         "\nTest metrics, mean ± sample standard deviation over seeds; (±x%) is the change of the mean against `{reference}`.\n\n"
     ));
     s.push_str(&format!(
-        "| comparison | Δ {} | standard error | beyond 2 SE? |\n|---|---|---|---|\n",
-        short(metric)
+        "| comparison | Δ {m} | standard error | beyond 2 SE? | paired seeds | paired Δ {m} ± SE | beyond 2 SE (paired)? |\n|---|---|---|---|---|---|---|\n",
+        m = short(metric)
     ));
+    let verdict = |n: usize, diff: f64, se: f64| {
+        if n < 2 {
+            "n/a (needs 2+ seeds)"
+        } else if diff.abs() > 2.0 * se {
+            "yes"
+        } else {
+            "no"
+        }
+    };
     let pairs = names
         .iter()
         .filter(|n| n.as_str() != reference)
@@ -258,18 +267,42 @@ pub fn compare_table(
         let (na, nb) = (xa.len(), xb.len());
         let se = (sa * sa / na.max(1) as f64 + sb * sb / nb.max(1) as f64).sqrt();
         let diff = ma - mb;
+        let d = paired_differences(records, &a, &b, metric);
+        let (md, sd) = mean_std(&d);
+        let pse = sd / (d.len().max(1) as f64).sqrt();
+        let paired = if d.is_empty() {
+            "—".to_string()
+        } else {
+            format!("{md:+.4} ± {pse:.4}")
+        };
         s.push_str(&format!(
-            "| {a} vs {b} | {diff:+.4} | {se:.4} | {} |\n",
-            if na < 2 || nb < 2 {
-                "n/a (needs 2+ seeds)"
-            } else if diff.abs() > 2.0 * se {
-                "yes"
-            } else {
-                "no"
-            }
+            "| {a} vs {b} | {diff:+.4} | {se:.4} | {} | {} | {paired} | {} |\n",
+            verdict(na.min(nb), diff, se),
+            d.len(),
+            verdict(d.len(), md, pse),
         ));
     }
+    s.push_str(
+        "\nPaired: differences between runs with the same seed (same initial embeddings and \
+         the same sampled triples), which removes the variation the seeds share.\n",
+    );
     s
+}
+
+/// `metric(a) - metric(b)` for every seed both variants ran, in seed order.
+fn paired_differences(records: &[RunRecord], a: &str, b: &str, metric: &str) -> Vec<f64> {
+    let mut d: Vec<(u64, f64)> = records
+        .iter()
+        .filter(|r| r.variant == a)
+        .filter_map(|ra| {
+            let rb = records
+                .iter()
+                .find(|r| r.variant == b && r.seed == ra.seed)?;
+            Some((ra.seed, ra.test.get(metric)? - rb.test.get(metric)?))
+        })
+        .collect();
+    d.sort_by_key(|x| x.0);
+    d.into_iter().map(|x| x.1).collect()
 }
 
 /// `darec tune` configuration: a grid over config keys, scored on validation.
@@ -441,9 +474,9 @@ mod tests {
                 .map(|k| (k.to_string(), r))
                 .collect(),
         };
-        let rec = |v: &str, r: f64| RunRecord {
+        let rec = |v: &str, seed: u64, r: f64| RunRecord {
             variant: v.into(),
-            seed: 0,
+            seed,
             dir: PathBuf::new(),
             valid: m(r),
             test: m(r),
@@ -452,10 +485,10 @@ mod tests {
             best_epoch: Some(3),
         };
         let records = vec![
-            rec("base", 0.10),
-            rec("base", 0.12),
-            rec("new", 0.20),
-            rec("new", 0.22),
+            rec("base", 1, 0.10),
+            rec("base", 2, 0.12),
+            rec("new", 1, 0.20),
+            rec("new", 2, 0.22),
         ];
         let t = compare_table(
             &records,
@@ -464,14 +497,14 @@ mod tests {
             "recall@20",
             &[["base".into(), "new".into()]],
         );
-        // new mean 0.21 vs 0.11: +90.9%
+        // new mean 0.21 vs 0.11: +90.9%; paired differences 0.10 and 0.10: no spread
         assert!(t.contains("0.2100 ± 0.0141 (+90.9%)"), "{t}");
         assert!(
-            t.contains("| new vs base | +0.1000 | 0.0141 | yes |"),
+            t.contains("| new vs base | +0.1000 | 0.0141 | yes | 2 | +0.1000 ± 0.0000 | yes |"),
             "{t}"
         );
         assert!(
-            t.contains("| base vs new | -0.1000 | 0.0141 | yes |"),
+            t.contains("| base vs new | -0.1000 | 0.0141 | yes | 2 |"),
             "{t}"
         );
         // one seed has no spread to compare with
@@ -483,5 +516,25 @@ mod tests {
             &[],
         );
         assert!(single.contains("n/a (needs 2+ seeds)"), "{single}");
+        // pairing removes the shared seed effect: unpaired within 2 SE, paired beyond
+        let records = vec![
+            rec("base", 1, 0.100),
+            rec("base", 2, 0.120),
+            rec("base", 3, 0.140),
+            rec("new", 1, 0.101),
+            rec("new", 2, 0.122),
+            rec("new", 3, 0.142),
+            rec("new", 4, 0.500),
+        ];
+        let t = compare_table(
+            &records,
+            &["base".into(), "new".into()],
+            "base",
+            "recall@20",
+            &[],
+        );
+        // paired differences 0.001, 0.002, 0.002 (seed 4 has no partner): mean 0.00167,
+        // sd 0.000577, SE 0.000333
+        assert!(t.contains("| no | 3 | +0.0017 ± 0.0003 | yes |"), "{t}");
     }
 }
