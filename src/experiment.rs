@@ -95,6 +95,7 @@ pub fn run_child(
     dir: &Path,
     threads: Option<usize>,
 ) -> anyhow::Result<()> {
+    check_same_settings(base, sets, dir)?;
     if dir.join("metrics.json").exists() {
         tracing::info!("{}: already finished, skipped", dir.display());
         return Ok(());
@@ -134,6 +135,72 @@ pub fn run_child(
     Ok(())
 }
 
+/// Refuses to reuse a run directory that was made with other settings (a variant whose
+/// `set` changed but kept its name, an edited base config): its results would be reported
+/// under the new settings. Compares the fully resolved configs, apart from where the run
+/// is written, its thread count and its progress bar.
+fn check_same_settings(base: &Path, sets: &[String], dir: &Path) -> anyhow::Result<()> {
+    let saved = dir.join("config.toml");
+    if !saved.exists() {
+        return Ok(());
+    }
+    let comparable = |mut c: crate::config::Config| {
+        c.output = Default::default();
+        c.train.threads = 0;
+        c.train.progress = None;
+        flatten_toml(&toml::Table::try_from(&c).expect("config serialises"))
+    };
+    let want = comparable(crate::config::Config::load(Some(base), sets)?);
+    let have = comparable(crate::config::Config::load(Some(&saved), &[])?);
+    let differ: Vec<String> = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let was = have.get(k).map_or("unset".to_string(), |x| x.to_string());
+            format!("{k} = {v} (the run has {was})")
+        })
+        .chain(
+            have.keys()
+                .filter(|k| !want.contains_key(*k))
+                .map(|k| format!("{k} unset (the run has {})", have[k])),
+        )
+        .collect();
+    if !differ.is_empty() {
+        bail!(
+            "{} was made with other settings: {}. Delete it or write the grid elsewhere (--out)",
+            dir.display(),
+            differ.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// `a.b.c -> value` for every leaf of a TOML table.
+fn flatten_toml(t: &toml::Table) -> std::collections::BTreeMap<String, toml::Value> {
+    fn walk(
+        prefix: &str,
+        t: &toml::Table,
+        out: &mut std::collections::BTreeMap<String, toml::Value>,
+    ) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(sub) => walk(&key, sub, out),
+                other => {
+                    out.insert(key, other.clone());
+                }
+            }
+        }
+    }
+    let mut out = Default::default();
+    walk("", t, &mut out);
+    out
+}
+
 /// Runs the whole comparison grid and writes `compare.md` / `compare.json` into `out`.
 pub fn compare(
     cfg: &CompareConfig,
@@ -171,6 +238,38 @@ pub fn compare(
     write_atomic(&out.join("compare.md"), md.as_bytes())?;
     write_json(&out.join("compare.json"), &records)?;
     Ok(md)
+}
+
+/// Directory name of a tuning trial: its assignments with the shared key prefixes
+/// dropped (`lambda=0.1,k=4`), other characters than `[A-Za-z0-9._=-]` as `_`.
+fn trial_slug(assignments: &[String]) -> String {
+    if assignments.is_empty() {
+        return "base".into();
+    }
+    let short = |a: &String| match a.split_once('=') {
+        Some((k, v)) => format!("{}={v}", k.rsplit('.').next().unwrap_or(k)),
+        None => a.clone(),
+    };
+    let mut names: Vec<String> = assignments.iter().map(short).collect();
+    // two keys with the same last component: keep the full keys
+    let keys: Vec<&str> = names
+        .iter()
+        .map(|n| n.split('=').next().unwrap_or(""))
+        .collect();
+    if (1..keys.len()).any(|i| keys[..i].contains(&keys[i])) {
+        names = assignments.to_vec();
+    }
+    names
+        .join(",")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._=-,".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn slug(s: &str) -> String {
@@ -368,7 +467,8 @@ pub fn tune(
     }
     let mut rows = Vec::new();
     for (i, p) in points.iter().enumerate() {
-        let dir = out.join(format!("trial-{i:03}"));
+        // named by its setting, so an edited grid never mistakes one trial for another
+        let dir = out.join(format!("trial-{}", trial_slug(p)));
         let mut sets = cfg.set.clone();
         sets.extend(extra.iter().cloned());
         sets.extend(p.iter().cloned());
@@ -376,7 +476,7 @@ pub fn tune(
         sets.push("train.evaluate_test=false".into());
         sets.push("train.progress=false".into());
         run_child(&cfg.base, &sets, &dir, threads)?;
-        let r = read_record(&format!("trial-{i:03}"), cfg.seed, &dir)?;
+        let r = read_record(&format!("trial-{i}"), cfg.seed, &dir)?;
         let score = r
             .valid
             .get(&cfg.metric)
@@ -453,6 +553,43 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 4, "found only {seen} experiment configs");
+    }
+
+    #[test]
+    fn trial_directories_are_named_by_their_setting() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            trial_slug(&a(&["align.darec.lambda=0.1", "align.darec.k=4"])),
+            "lambda=0.1,k=4"
+        );
+        // clashing last components keep the full keys; quotes and slashes are replaced
+        assert_eq!(
+            trial_slug(&a(&["model.reg=1e-6", "align.x.reg=\"a/b\""])),
+            "model.reg=1e-6,align.x.reg=_a_b_"
+        );
+        assert_eq!(trial_slug(&[]), "base");
+    }
+
+    #[test]
+    fn a_run_directory_made_with_other_settings_is_refused() {
+        let tmp = std::env::temp_dir().join(format!("darec-stale-{}", std::process::id()));
+        let run = tmp.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let base = tmp.join("base.toml");
+        std::fs::write(&base, "[data]\nname = \"ml-100k\"\n[train]\nlr = 1e-3\n").unwrap();
+        let sets = vec!["train.seed=3".to_string()];
+        let saved = crate::config::Config::load(Some(&base), &sets).unwrap();
+        std::fs::write(run.join("config.toml"), saved.to_toml()).unwrap();
+        // same settings (a different thread count does not matter): accepted
+        let mut same = sets.clone();
+        same.push("train.threads=1".into());
+        check_same_settings(&base, &same, &run).unwrap();
+        // a changed setting is named in the error
+        let err = check_same_settings(&base, &["train.seed=4".to_string()], &run)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("train.seed = 4 (the run has 3)"), "{err}");
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]
