@@ -153,11 +153,9 @@ fn main() -> anyhow::Result<()> {
         "DAREC_EMBED_MODEL",
         ".cache/models/all-MiniLM-L6-v2",
     ));
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()?;
     // candle's own matmul reads the same variable as rayon
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    darec::threads::configure(threads)?;
 
     let cfg = Config::for_dataset("ml-1m")?;
     let ds = load_dataset(&cfg.data)?;

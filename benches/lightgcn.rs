@@ -31,9 +31,7 @@ fn main() -> anyhow::Result<()> {
     let epochs: usize = env_or("DAREC_BENCH_EPOCHS", "3").parse()?;
     let threads: usize = env_or("DAREC_BENCH_THREADS", "2").parse()?;
     let torch_variants = env_or("DAREC_BENCH_TORCH", "csr/symmetric,coo/autograd");
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()?;
+    darec::threads::configure(threads)?;
     let python = python_with("torch");
     let mut rows = Vec::new();
     for name in datasets.split(',') {

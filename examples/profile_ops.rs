@@ -21,6 +21,7 @@ fn time(label: &str, reps: usize, f: impl FnMut()) {
 }
 
 fn main() {
+    darec::threads::configure(0).expect("threads");
     darec::alloc::keep_freed_memory();
     let args: Vec<usize> = std::env::args()
         .skip(1)

@@ -14,6 +14,7 @@ use darec::train::batch::Batch;
 use std::sync::Arc;
 
 fn main() -> anyhow::Result<()> {
+    darec::threads::configure(0)?;
     darec::alloc::keep_freed_memory();
     let name = std::env::args().nth(1).unwrap_or("amazon".into());
     let cfg = Config::load(None, &[format!("data.name=\"{name}\"")])?;

@@ -19,5 +19,6 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod text;
+pub mod threads;
 pub mod train;
 pub mod tsne;

@@ -192,10 +192,7 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = cli.threads.unwrap_or(0);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .context("thread pool")?;
+    darec::threads::configure(threads)?;
     match cli.command {
         Command::Train {
             config,
