@@ -2,6 +2,7 @@
 //! init, `h = (d_in + d_out) / 2`), also used for DaRec's language-side heads, and the
 //! single linear layer used for DaRec's collaborative-side heads (SPEC.md section 1).
 
+use crate::ops::linear::{linear, Activation};
 use crate::rng::Rng;
 use candle_core::{Device, Result, Tensor, Var};
 
@@ -23,8 +24,11 @@ impl Linear {
         })
     }
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(self.weight.as_tensor())?
-            .broadcast_add(self.bias.as_tensor())
+        self.forward_with(x, Activation::Identity)
+    }
+    /// `act(x W + b)` in one fused op.
+    pub fn forward_with(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        linear(x, self.weight.as_tensor(), self.bias.as_tensor(), act)
     }
     pub fn params(&self, prefix: &str) -> Vec<(String, Var)> {
         vec![
@@ -40,6 +44,8 @@ const SLOPE: f64 = 0.01;
 pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
     x.maximum(&(x * SLOPE)?)
 }
+
+const LEAKY: Activation = Activation::LeakyRelu(SLOPE as f32);
 
 /// Two-layer MLP with a LeakyReLU between.
 pub struct Mlp {
@@ -57,7 +63,7 @@ impl Mlp {
         })
     }
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.l2.forward(&leaky_relu(&self.l1.forward(x)?)?)
+        self.l2.forward(&self.l1.forward_with(x, LEAKY)?)
     }
     pub fn params(&self, prefix: &str) -> Vec<(String, Var)> {
         let mut p = self.l1.params(&format!("{prefix}.0"));

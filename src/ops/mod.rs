@@ -6,6 +6,7 @@ pub mod adam;
 pub mod bpr;
 pub mod dense;
 pub mod fastmath;
+pub mod linear;
 pub mod propagate;
 pub mod similarity;
 
