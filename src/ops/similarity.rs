@@ -1,7 +1,9 @@
 //! Fused similarity losses over many rows, each one candle op with a hand-written backward
 //! (a 4096x4096 similarity + loss + backward costs ~350 ms through candle autograd here
-//! against ~120 ms hand-written, STACK.md). All three recompute the big `[n, m]` matrix
-//! in the backward pass instead of keeping it, so memory stays at one such matrix.
+//! against ~120 ms hand-written, STACK.md). The big `[n, m]` matrix is never kept whole:
+//! it is computed a block of rows at a time, and when the inputs are tracked (training)
+//! the gradients are computed from each block while it is in cache, in the forward pass,
+//! so the backward pass only hands them over (it recomputes them when they are absent).
 //!
 //! - [`info_nce`]: `sum_b [ -<a_b, p_b>/tau + log sum_m exp(<a_b, all_m>/tau) ]`, the
 //!   InfoNCE of RLMRec-Con/Gen (inputs normalised by the caller).
@@ -350,7 +352,11 @@ pub fn gram_mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if !a.device().is_cpu() {
         return gram_mse_reference(a, b);
     }
-    a.contiguous()?.apply_op2(&b.contiguous()?, GramMse)
+    let op = GramMse {
+        grads_in_forward: a.track_op() || b.track_op(),
+        cache: Mutex::new(None),
+    };
+    a.contiguous()?.apply_op2(&b.contiguous()?, op)
 }
 
 pub fn gram_mse_reference(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -359,7 +365,57 @@ pub fn gram_mse_reference(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     (sa - sb)?.sqr()?.mean_all()
 }
 
-struct GramMse;
+struct GramMse {
+    /// Compute the gradients in the forward pass, while each block of `D = AA^T - BB^T`
+    /// is in cache, instead of recomputing `D` in the backward pass.
+    grads_in_forward: bool,
+    /// Gradients for `A` and `B` (upstream gradient 1), left by the forward.
+    cache: Mutex<Option<[Vec<f32>; 2]>>,
+}
+
+impl GramMse {
+    /// The loss and, when asked, its gradients: `d/dA mean D^2 = 4 D A / n^2` (D symmetric)
+    /// and `d/dB = -4 D B / n^2`.
+    fn pass(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        n: usize,
+        d: usize,
+        e: usize,
+        grads: bool,
+    ) -> (f64, Option<[Vec<f32>; 2]>) {
+        let c = 4.0 / (n * n) as f32;
+        let (mut da, mut db) = if grads {
+            (vec![0f32; n * d], vec![0f32; n * e])
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let (mut diff, mut sb) = (Vec::new(), Vec::new());
+        let mut total = 0f64;
+        for (r0, r1) in blocks(n) {
+            block_a_bt(a, a, r0, r1, n, d, 1.0, &mut diff);
+            block_a_bt(b, b, r0, r1, n, e, 1.0, &mut sb);
+            total += diff
+                .par_chunks_mut(n)
+                .zip(sb.par_chunks(n))
+                .map(|(x, y)| {
+                    x.iter_mut().zip(y).for_each(|(u, v)| *u -= v);
+                    let sq: Vec<f32> = x.iter().map(|u| u * u).collect();
+                    lane_sum(&sq)
+                })
+                .collect::<Vec<f64>>() // added in row order: the same bits on every run
+                .iter()
+                .sum::<f64>();
+            if grads {
+                let rows = r1 - r0;
+                a_b_into(&diff, a, rows, d, n, c, &mut da[r0 * d..r1 * d], false);
+                a_b_into(&diff, b, rows, e, n, -c, &mut db[r0 * e..r1 * e], false);
+            }
+        }
+        (total / (n * n) as f64, grads.then_some([da, db]))
+    }
+}
 
 impl CustomOp2 for GramMse {
     fn name(&self) -> &'static str {
@@ -382,23 +438,9 @@ impl CustomOp2 for GramMse {
             super::cpu_slice(s1, l1, "gram-mse")?,
             super::cpu_slice(s2, l2, "gram-mse")?,
         );
-        let (mut sa, mut sb) = (Vec::new(), Vec::new());
-        let mut total = 0f64;
-        for (r0, r1) in blocks(n) {
-            block_a_bt(a, a, r0, r1, n, d, 1.0, &mut sa);
-            block_a_bt(b, b, r0, r1, n, e, 1.0, &mut sb);
-            total += sa
-                .par_chunks(n)
-                .zip(sb.par_chunks(n))
-                .map(|(x, y)| {
-                    let diff: Vec<f32> = x.iter().zip(y).map(|(u, v)| (u - v) * (u - v)).collect();
-                    lane_sum(&diff)
-                })
-                .collect::<Vec<f64>>() // added in row order: the same bits on every run
-                .iter()
-                .sum::<f64>();
-        }
-        Ok(scalar_out(total / (n * n) as f64))
+        let (loss, grads) = self.pass(a, b, n, d, e, self.grads_in_forward);
+        *self.cache.lock().expect("gram-mse cache") = grads;
+        Ok(scalar_out(loss))
     }
 
     fn bwd(
@@ -411,29 +453,18 @@ impl CustomOp2 for GramMse {
         let g = scalar(grad)?;
         let (n, d) = a.dims2()?;
         let e = b.dim(1)?;
-        let (av, bv) = (host(a)?, host(b)?);
-        // d/dA sum D^2 = 4 D A (D = AA^T - BB^T symmetric); mean divides by n^2
-        let c = 4.0 * g / (n * n) as f32;
-        let mut da = vec![0f32; n * d];
-        let mut db = vec![0f32; n * e];
-        let (mut diff, mut sb) = (Vec::new(), Vec::new());
-        for (r0, r1) in blocks(n) {
-            block_a_bt(&av, &av, r0, r1, n, d, 1.0, &mut diff);
-            block_a_bt(&bv, &bv, r0, r1, n, e, 1.0, &mut sb);
-            diff.par_chunks_mut(n)
-                .zip(sb.par_chunks(n))
-                .for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(u, v)| *u -= v));
-            a_b_into(&diff, &av, r1 - r0, d, n, c, &mut da[r0 * d..r1 * d], false);
-            a_b_into(
-                &diff,
-                &bv,
-                r1 - r0,
-                e,
-                n,
-                -c,
-                &mut db[r0 * e..r1 * e],
-                false,
-            );
+        let cached = self.cache.lock().expect("gram-mse cache").take();
+        let [mut da, mut db] = match cached {
+            Some(grads) => grads,
+            None => self
+                .pass(&host(a)?, &host(b)?, n, d, e, true)
+                .1
+                .expect("asked"),
+        };
+        if g != 1.0 {
+            for v in [&mut da, &mut db] {
+                v.iter_mut().for_each(|x| *x *= g);
+            }
         }
         Ok((
             Some(Tensor::from_vec(da, (n, d), a.device())?),
@@ -449,7 +480,12 @@ pub fn uniformity(x: &Tensor, t: f64) -> Result<Tensor> {
     if !x.device().is_cpu() {
         return uniformity_reference(x, t);
     }
-    x.contiguous()?.apply_op1(Uniformity { t })
+    let op = Uniformity {
+        t,
+        grads_in_forward: x.track_op(),
+        cache: Mutex::new(None),
+    };
+    x.contiguous()?.apply_op1(op)
 }
 
 pub fn uniformity_reference(x: &Tensor, t: f64) -> Result<Tensor> {
@@ -465,10 +501,16 @@ pub fn uniformity_reference(x: &Tensor, t: f64) -> Result<Tensor> {
 
 struct Uniformity {
     t: f64,
+    /// Compute the gradient in the forward pass, while each kernel block is in cache,
+    /// instead of recomputing the kernel in the backward pass.
+    grads_in_forward: bool,
+    /// Gradient for `x` (upstream gradient 1), left by the forward.
+    cache: Mutex<Option<Vec<f32>>>,
 }
 
 /// Rows `r0..r1` of `E_ij = exp(-t max(0, |x_i|^2 + |x_j|^2 - 2 x_i.x_j))` with a zero
 /// diagonal, into `buf`.
+#[allow(clippy::too_many_arguments)]
 fn kernel_block(
     x: &[f32],
     sq: &[f32],
@@ -501,6 +543,37 @@ fn squared_norms(x: &[f32], n: usize, d: usize) -> Vec<f32> {
         .collect()
 }
 
+impl Uniformity {
+    /// The loss and, when asked, its gradient
+    /// `dL/dx_i = (-4t/Q) [ rowsum_i(E) x_i - (E X)_i ]` with `Q = sum_ij E_ij`: the
+    /// bracket is accumulated block by block and scaled once `Q` is known.
+    fn pass(&self, x: &[f32], n: usize, d: usize, grads: bool) -> (f64, Option<Vec<f32>>) {
+        let sq = squared_norms(x, n, d);
+        let mut buf = Vec::new();
+        let mut q = 0f64;
+        let mut dx = if grads { vec![0f32; n * d] } else { Vec::new() };
+        for (r0, r1) in blocks(n) {
+            kernel_block(x, &sq, r0, r1, n, d, self.t as f32, &mut buf);
+            // collected, then added in row order: the same bits however rayon splits
+            let rows: Vec<f64> = buf.par_chunks(n).map(lane_sum).collect();
+            q += rows.iter().sum::<f64>();
+            if grads {
+                let out = &mut dx[r0 * d..r1 * d];
+                a_b_into(&buf, x, r1 - r0, d, n, -1.0, out, false);
+                for (k, rs) in rows.iter().enumerate() {
+                    let (ri, xi) = (*rs as f32, &x[(r0 + k) * d..(r0 + k + 1) * d]);
+                    for (o, v) in out[k * d..(k + 1) * d].iter_mut().zip(xi) {
+                        *o += ri * v;
+                    }
+                }
+            }
+        }
+        let c = (-4.0 * self.t / q) as f32;
+        dx.iter_mut().for_each(|v| *v *= c);
+        ((q / (n * (n - 1)) as f64).ln(), grads.then_some(dx))
+    }
+}
+
 impl CustomOp1 for Uniformity {
     fn name(&self) -> &'static str {
         "uniformity"
@@ -512,44 +585,21 @@ impl CustomOp1 for Uniformity {
             candle_core::bail!("uniformity: needs at least 2 rows, got {n}");
         }
         let x = super::cpu_slice(s, l, "uniformity")?;
-        let sq = squared_norms(x, n, d);
-        let mut buf = Vec::new();
-        let mut q = 0f64;
-        for (r0, r1) in blocks(n) {
-            kernel_block(x, &sq, r0, r1, n, d, self.t as f32, &mut buf);
-            // collected, then added in row order: the same bits however rayon splits
-            q += buf
-                .par_chunks(n)
-                .map(lane_sum)
-                .collect::<Vec<f64>>()
-                .iter()
-                .sum::<f64>();
-        }
-        Ok(scalar_out((q / (n * (n - 1)) as f64).ln()))
+        let (loss, grads) = self.pass(x, n, d, self.grads_in_forward);
+        *self.cache.lock().expect("uniformity cache") = grads;
+        Ok(scalar_out(loss))
     }
 
-    fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = scalar(grad)?;
         let (n, d) = x.dims2()?;
-        let xv = host(x)?;
-        let sq = squared_norms(&xv, n, d);
-        // the forward value gives Q = sum of the kernel matrix
-        let q = (scalar(res)? as f64).exp() * (n * (n - 1)) as f64;
-        // dL/dx_i = (-4t/Q) [ rowsum_i(E) x_i - (E X)_i ]
-        let c = (-4.0 * self.t / q) as f32 * g;
-        let mut dx = vec![0f32; n * d];
-        let mut buf = Vec::new();
-        for (r0, r1) in blocks(n) {
-            kernel_block(&xv, &sq, r0, r1, n, d, self.t as f32, &mut buf);
-            let rows: Vec<f64> = buf.par_chunks(n).map(lane_sum).collect();
-            a_b_into(&buf, &xv, r1 - r0, d, n, -c, &mut dx[r0 * d..r1 * d], false);
-            for (k, rs) in rows.iter().enumerate() {
-                let i = r0 + k;
-                let ri = *rs as f32 * c;
-                for j in 0..d {
-                    dx[i * d + j] += ri * xv[i * d + j];
-                }
-            }
+        let cached = self.cache.lock().expect("uniformity cache").take();
+        let mut dx = match cached {
+            Some(dx) => dx,
+            None => self.pass(&host(x)?, n, d, true).1.expect("asked"),
+        };
+        if g != 1.0 {
+            dx.iter_mut().for_each(|v| *v *= g);
         }
         Ok(Some(Tensor::from_vec(dx, (n, d), x.device())?))
     }
@@ -737,6 +787,34 @@ mod tests {
         let f = uniformity(x.as_tensor(), 2.0).unwrap();
         let r = uniformity_reference(x.as_tensor(), 2.0).unwrap();
         check_against_reference(&[&x], &f, &r);
+    }
+
+    /// The first backward hands over the gradients the forward computed, a second one
+    /// recomputes them (the cache is taken): both equal the reference's, scaled.
+    #[test]
+    fn structure_and_uniformity_gradients_from_forward_and_recomputed_agree() {
+        let (a, b) = (var(300, 3, 2), var(300, 5, 9)); // more rows than one block
+        let fused = (gram_mse(a.as_tensor(), b.as_tensor()).unwrap() * 2.5).unwrap();
+        let reference = (gram_mse_reference(a.as_tensor(), b.as_tensor()).unwrap() * 2.5).unwrap();
+        let x = var(300, 4, 3);
+        let fused_u = (uniformity(x.as_tensor(), 2.0).unwrap() * 0.7).unwrap();
+        let reference_u = (uniformity_reference(x.as_tensor(), 2.0).unwrap() * 0.7).unwrap();
+        for (fused, reference, vars) in [
+            (&fused, &reference, vec![&a, &b]),
+            (&fused_u, &reference_u, vec![&x]),
+        ] {
+            let gr = reference.backward().unwrap();
+            for _ in 0..2 {
+                let gf = fused.backward().unwrap();
+                for v in &vars {
+                    let d = max_diff(
+                        gf.get(v.as_tensor()).unwrap(),
+                        gr.get(v.as_tensor()).unwrap(),
+                    );
+                    assert!(d < 1e-5, "gradient differs by {d}");
+                }
+            }
+        }
     }
 
     #[test]
