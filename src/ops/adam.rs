@@ -272,14 +272,7 @@ mod tests {
                 .unwrap();
             theirs.step(&lb.backward().unwrap()).unwrap();
         }
-        let d = (a.as_tensor() - b.as_tensor())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = crate::ops::max_abs_diff(a.as_tensor(), b.as_tensor());
         assert!(d < 1e-6, "max diff {d}");
     }
 }

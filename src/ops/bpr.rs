@@ -208,14 +208,7 @@ mod tests {
         assert!((va - vb).abs() < 1e-5, "{va} vs {vb}");
         let ga = a.backward().unwrap().get(x.as_tensor()).unwrap().clone();
         let gb = b.backward().unwrap().get(x.as_tensor()).unwrap().clone();
-        let diff = (ga - gb)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::ops::max_abs_diff(&ga, &gb);
         assert!(diff < 1e-6, "gradient diff {diff}");
     }
 }

@@ -159,17 +159,6 @@ mod tests {
             .collect()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
     /// Value and every gradient against the plain candle layer, with a tracked input.
     #[test]
     fn fused_matches_plain_candle() {
@@ -182,7 +171,7 @@ mod tests {
             let pattern = Tensor::from_vec(values(m * n, 4), (m, n), &dev).unwrap();
             let y1 = linear(x.as_tensor(), w.as_tensor(), b.as_tensor(), act).unwrap();
             let y2 = linear_generic(x.as_tensor(), w.as_tensor(), b.as_tensor(), act).unwrap();
-            assert!(max_diff(&y1, &y2) < 1e-5, "{act:?} forward");
+            assert!(crate::ops::max_abs_diff(&y1, &y2) < 1e-5, "{act:?} forward");
             let g1 = (&y1 * &pattern)
                 .unwrap()
                 .sum_all()
@@ -196,7 +185,7 @@ mod tests {
                 .backward()
                 .unwrap();
             for (name, v) in [("x", &x), ("w", &w), ("b", &b)] {
-                let d = max_diff(
+                let d = crate::ops::max_abs_diff(
                     g1.get(v.as_tensor()).unwrap(),
                     g2.get(v.as_tensor()).unwrap(),
                 );
@@ -232,7 +221,10 @@ mod tests {
             .unwrap()
             .backward()
             .unwrap();
-        assert!(max_diff(g.get(w.as_tensor()).unwrap(), r.get(w.as_tensor()).unwrap()) < 1e-5);
+        assert!(
+            crate::ops::max_abs_diff(g.get(w.as_tensor()).unwrap(), r.get(w.as_tensor()).unwrap())
+                < 1e-5
+        );
     }
 
     /// The weight gradient against central finite differences of a non-linear loss.

@@ -217,14 +217,7 @@ mod tests {
                 let x = Var::from_vec(x0, (6, 4), &dev).unwrap();
                 let y = propagate(x.as_tensor(), adj.clone(), layers, combine).unwrap();
                 let yr = dense_reference(x.as_tensor(), &adj, layers, combine);
-                let diff = (&y - &yr)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = crate::ops::max_abs_diff(&y, &yr);
                 assert!(diff < 1e-5, "{combine:?} L={layers} forward diff {diff}");
                 // a non-trivial scalar loss: sum(w * y) with a fixed weight pattern
                 let wv: Vec<f32> = (0..y.elem_count())
@@ -235,14 +228,7 @@ mod tests {
                 let g2 = (&yr * &w).unwrap().sum_all().unwrap().backward().unwrap();
                 let a = g1.get(x.as_tensor()).unwrap();
                 let b = g2.get(x.as_tensor()).unwrap();
-                let diff = (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = crate::ops::max_abs_diff(a, b);
                 assert!(diff < 1e-5, "{combine:?} L={layers} backward diff {diff}");
             }
         }

@@ -622,19 +622,6 @@ mod tests {
         Var::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
     /// Fused op and reference agree in value and in every input's gradient.
     fn check_against_reference(vars: &[&Var], fused: &Tensor, reference: &Tensor) {
         let (f, r) = (
@@ -645,7 +632,7 @@ mod tests {
         let gf = fused.backward().unwrap();
         let gr = reference.backward().unwrap();
         for v in vars {
-            let d = max_diff(
+            let d = crate::ops::max_abs_diff(
                 gf.get(v.as_tensor()).unwrap(),
                 gr.get(v.as_tensor()).unwrap(),
             );
@@ -686,7 +673,7 @@ mod tests {
         for _ in 0..2 {
             let gf = fused.backward().unwrap();
             for v in [&a, &p, &all] {
-                let d = max_diff(
+                let d = crate::ops::max_abs_diff(
                     gf.get(v.as_tensor()).unwrap(),
                     gr.get(v.as_tensor()).unwrap(),
                 );
@@ -807,7 +794,7 @@ mod tests {
             for _ in 0..2 {
                 let gf = fused.backward().unwrap();
                 for v in &vars {
-                    let d = max_diff(
+                    let d = crate::ops::max_abs_diff(
                         gf.get(v.as_tensor()).unwrap(),
                         gr.get(v.as_tensor()).unwrap(),
                     );
