@@ -44,5 +44,32 @@ fn main() -> anyhow::Result<()> {
         mean_cos(&sh_l)?,
         gram_mse(&nc, &nl)?.to_scalar::<f32>()?
     );
+    // Where does a collapse come from? Compare each shared head's bias with the part that
+    // depends on the input (mean row norm of x W) on the same sample.
+    let params: std::collections::HashMap<String, candle_core::Tensor> = model
+        .align
+        .params()
+        .into_iter()
+        .map(|(k, v)| (k, v.as_tensor().clone()))
+        .collect();
+    let row_norm = |t: &candle_core::Tensor| -> anyhow::Result<f32> {
+        Ok(t.sqr()?.sum(1)?.sqrt()?.mean_all()?.to_scalar::<f32>()?)
+    };
+    if let (Some(w), Some(b)) = (params.get("c_shared.weight"), params.get("c_shared.bias")) {
+        println!(
+            "collaborative shared head: mean |e_C W| {:.4}, |b| {:.4}",
+            row_norm(&e_c.matmul(w)?)?,
+            b.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?
+        );
+    }
+    if let (Some(b), Some(out)) = (params.get("l_shared.2.bias"), Some(&sh_l)) {
+        let b_norm = b.sqr()?.sum_all()?.sqrt()?.to_scalar::<f32>()?;
+        let centred = out.broadcast_sub(b)?;
+        println!(
+            "language shared head: mean |output - b| {:.4}, |b| {:.4}",
+            row_norm(&centred)?,
+            b_norm
+        );
+    }
     Ok(())
 }
