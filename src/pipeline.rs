@@ -158,12 +158,35 @@ pub fn eval_run(dir: &Path, split: &str) -> anyhow::Result<(Config, Metrics)> {
 
 /// Draws the shared space of a saved DaRec run (`<dir>/shared-space.{png,svg}` by
 /// default) for `n_nodes` sampled users and items; K is the run's `align.darec.k`.
+/// What `darec map` wrote and measured.
+pub struct SharedSpaceMap {
+    /// The PNG (an SVG with the same stem lies beside it).
+    pub png: PathBuf,
+    /// Mean cosine between distinct sampled nodes in the collaborative and the language
+    /// shared parts: near 1 means that side's shared part collapsed to one direction.
+    pub mean_cosine: (f64, f64),
+}
+
+/// Mean cosine over all pairs of distinct rows of a row-normalised `[n, d]` matrix:
+/// `(|sum_i x_i|^2 - n) / (n (n - 1))`.
+pub fn mean_pairwise_cosine(x: &[f32], n: usize, d: usize) -> f64 {
+    let mut sum = vec![0f64; d];
+    for row in x.chunks_exact(d) {
+        sum.iter_mut().zip(row).for_each(|(s, v)| *s += *v as f64);
+    }
+    let norms: f64 = x
+        .chunks_exact(d)
+        .map(|r| r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>())
+        .sum();
+    (sum.iter().map(|s| s * s).sum::<f64>() - norms) / (n as f64 * (n as f64 - 1.0))
+}
+
 pub fn map_run(
     dir: &Path,
     n_nodes: usize,
     out: Option<PathBuf>,
     projection: crate::plot::Projection,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<SharedSpaceMap> {
     let run = RunDir::open(dir)?;
     let cfg = Config::load(Some(&run.file("config.toml")), &[])?;
     let ds = load_dataset(&cfg.data)?;
@@ -195,6 +218,10 @@ pub fn map_run(
     let (xc, dc) = host(&sh_c)?;
     let (xl, dl) = host(&sh_l)?;
     let n = nodes.len();
+    let mean_cosine = (
+        mean_pairwise_cosine(&xc, n, dc),
+        mean_pairwise_cosine(&xl, n, dl),
+    );
     let k = cfg.align.darec.k;
     let left = crate::plot::panel(
         "collaborative shared space",
@@ -218,5 +245,20 @@ pub fn map_run(
     let panels = [left, right];
     let stem = out.unwrap_or_else(|| run.file("shared-space"));
     crate::plot::write_map(&stem, &panels)?;
-    Ok(stem.with_extension("png"))
+    Ok(SharedSpaceMap {
+        png: stem.with_extension("png"),
+        mean_cosine,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mean_pairwise_cosine_by_hand() {
+        // pairs: (1,0)-(0,1) 0, (1,0)-(1,0) 1, (0,1)-(1,0) 0 -> mean 1/3
+        let x = [1f32, 0., 0., 1., 1., 0.];
+        assert!((super::mean_pairwise_cosine(&x, 3, 2) - 1.0 / 3.0).abs() < 1e-12);
+        // two opposite rows: -1
+        assert!((super::mean_pairwise_cosine(&[0.6, 0.8, -0.6, -0.8], 2, 2) + 1.0).abs() < 1e-6);
+    }
 }

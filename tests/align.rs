@@ -208,7 +208,13 @@ fn aligned_models_train_end_to_end_and_reload() {
         assert!(log.contains("loss_"), "alignment losses are logged");
         let map = darec::pipeline::map_run(&out, 100, None, darec::plot::Projection::Tsne);
         if kind == AlignKind::Darec {
-            let png = map.unwrap();
+            let map = map.unwrap();
+            let (c, l) = map.mean_cosine;
+            assert!(
+                (-1.0..=1.0).contains(&c) && (-1.0..=1.0).contains(&l),
+                "{c} {l}"
+            );
+            let png = map.png;
             assert!(
                 std::fs::metadata(&png).unwrap().len() > 1000,
                 "a real PNG was written"

@@ -253,11 +253,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             projection,
         } => {
-            let png = darec::pipeline::map_run(&run, nodes, out, projection)?;
+            let map = darec::pipeline::map_run(&run, nodes, out, projection)?;
             println!(
                 "wrote {} and {}",
-                png.display(),
-                png.with_extension("svg").display()
+                map.png.display(),
+                map.png.with_extension("svg").display()
+            );
+            let (c, l) = map.mean_cosine;
+            println!(
+                "mean cosine between sampled nodes in the shared parts: collaborative {c:.4}, \
+                 language {l:.4}{}",
+                if c.max(l) > 0.9 {
+                    " (near 1: collapsed to one direction, the structure losses are met trivially)"
+                } else {
+                    ""
+                }
             );
         }
         Command::Summarize { runs } => {
