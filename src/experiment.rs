@@ -418,10 +418,44 @@ pub struct TuneConfig {
     #[serde(default = "default_metric")]
     pub metric: String,
     /// `key = [values...]`; every combination is tried (in order).
+    #[serde(default)]
     pub grid: toml::Table,
     /// Try only this many combinations, drawn at random from the grid (seeded).
     #[serde(default)]
     pub samples: Option<usize>,
+    /// Settings tried after the grid, each a list of `key=value` (e.g. a second stage
+    /// around the grid's best: `points = [["align.darec.k=4"], ["align.darec.k=8"]]`).
+    /// Trials are named by their settings, so extending a finished search reruns nothing.
+    #[serde(default)]
+    pub points: Vec<Vec<String>>,
+}
+
+impl TuneConfig {
+    /// Every setting to try: the grid's combinations (or a sample of them), then `points`.
+    pub fn trials(&self) -> anyhow::Result<Vec<Vec<String>>> {
+        let mut trials = if self.grid.is_empty() {
+            Vec::new()
+        } else {
+            grid_points(&self.grid)?
+        };
+        if let Some(k) = self.samples {
+            let mut rng = crate::rng::Rng::derive(self.seed, "tune");
+            let pick = rng.sample_distinct(trials.len(), k);
+            trials = pick.into_iter().map(|i| trials[i].clone()).collect();
+        }
+        for p in &self.points {
+            if p.is_empty() || p.iter().any(|a| !a.contains('=')) {
+                bail!("tune: every entry of `points` must be a non-empty list of key=value");
+            }
+            if !trials.contains(p) {
+                trials.push(p.clone());
+            }
+        }
+        if trials.is_empty() {
+            bail!("tune: nothing to try (give a [grid] or `points`)");
+        }
+        Ok(trials)
+    }
 }
 
 fn default_seed() -> u64 {
@@ -459,12 +493,7 @@ pub fn tune(
     out: &Path,
     threads: Option<usize>,
 ) -> anyhow::Result<String> {
-    let mut points = grid_points(&cfg.grid)?;
-    if let Some(k) = cfg.samples {
-        let mut rng = crate::rng::Rng::derive(cfg.seed, "tune");
-        let pick = rng.sample_distinct(points.len(), k);
-        points = pick.into_iter().map(|i| points[i].clone()).collect();
-    }
+    let points = cfg.trials()?;
     let mut rows = Vec::new();
     for (i, p) in points.iter().enumerate() {
         // named by its setting, so an edited grid never mistakes one trial for another
@@ -590,6 +619,24 @@ mod tests {
             .to_string();
         assert!(err.contains("train.seed = 4 (the run has 3)"), "{err}");
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn tune_trials_are_the_grid_then_the_extra_points() {
+        let cfg: TuneConfig = toml::from_str(
+            "base = \"b.toml\"\npoints = [[\"a.x=2\", \"b.y=1\"], [\"c.z=5\"]]\n[grid]\n\"a.x\" = [1, 2]\n\"b.y\" = [1]",
+        )
+        .unwrap();
+        let t = cfg.trials().unwrap();
+        // the first point repeats a grid combination and is tried once
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[2], vec!["c.z=5".to_string()]);
+        let only: TuneConfig = toml::from_str("base = \"b.toml\"\npoints = [[\"c.z=5\"]]").unwrap();
+        assert_eq!(only.trials().unwrap().len(), 1);
+        let none: TuneConfig = toml::from_str("base = \"b.toml\"").unwrap();
+        assert!(none.trials().is_err());
+        let bad: TuneConfig = toml::from_str("base = \"b.toml\"\npoints = [[\"k\"]]").unwrap();
+        assert!(bad.trials().is_err());
     }
 
     #[test]
