@@ -138,7 +138,8 @@ pub fn run_child(
 /// Refuses to reuse a run directory that was made with other settings (a variant whose
 /// `set` changed but kept its name, an edited base config): its results would be reported
 /// under the new settings. Compares the fully resolved configs, apart from where the run
-/// is written, its thread count and its progress bar.
+/// is written, its thread count, its progress bar and the settings of alignments it does
+/// not use.
 fn check_same_settings(base: &Path, sets: &[String], dir: &Path) -> anyhow::Result<()> {
     let saved = dir.join("config.toml");
     if !saved.exists() {
@@ -148,6 +149,21 @@ fn check_same_settings(base: &Path, sets: &[String], dir: &Path) -> anyhow::Resu
         c.output = Default::default();
         c.train.threads = 0;
         c.train.progress = None;
+        // settings of the alignments a run does not use cannot change it
+        use crate::align::AlignKind;
+        let kind = c.align.kind;
+        if kind != AlignKind::RlmrecCon {
+            c.align.rlmrec_con = Default::default();
+        }
+        if kind != AlignKind::RlmrecGen {
+            c.align.rlmrec_gen = Default::default();
+        }
+        if kind != AlignKind::Darec {
+            c.align.darec = Default::default();
+        }
+        if kind == AlignKind::None {
+            c.align.vectors = None;
+        }
         flatten_toml(&toml::Table::try_from(&c).expect("config serialises"))
     };
     let want = comparable(crate::config::Config::load(Some(base), sets)?);
@@ -618,6 +634,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("train.seed = 4 (the run has 3)"), "{err}");
+        // the settings of an alignment the run does not use do not count
+        let mut unused = sets.clone();
+        unused.push("align.darec.lambda=0.3".into());
+        check_same_settings(&base, &unused, &run).unwrap();
+        let used = vec![
+            "train.seed=3".to_string(),
+            "align.kind=\"darec\"".into(),
+            "align.vectors=\"v.safetensors\"".into(),
+        ];
+        let err = check_same_settings(&base, &used, &run)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("align.kind = \"darec\""), "{err}");
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 
