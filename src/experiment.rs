@@ -218,11 +218,14 @@ fn flatten_toml(t: &toml::Table) -> std::collections::BTreeMap<String, toml::Val
 }
 
 /// Runs the whole comparison grid and writes `compare.md` / `compare.json` into `out`.
+/// With `table_only`, nothing is trained: the table covers the runs already finished
+/// (e.g. while another process still works through the grid) and lists the missing ones.
 pub fn compare(
     cfg: &CompareConfig,
     extra: &[String],
     out: &Path,
     threads: Option<usize>,
+    table_only: bool,
 ) -> anyhow::Result<String> {
     if cfg.variants.is_empty()
         || cfg
@@ -233,6 +236,7 @@ pub fn compare(
         bail!("compare: needs at least one [[variant]] and at least one seed for each");
     }
     let mut records = Vec::new();
+    let mut missing = Vec::new();
     for v in &cfg.variants {
         for &seed in v.seeds.as_ref().unwrap_or(&cfg.seeds) {
             let dir = out.join(format!("{}-s{seed}", slug(&v.name)));
@@ -241,7 +245,15 @@ pub fn compare(
             sets.extend(v.set.iter().cloned());
             sets.push(format!("train.seed={seed}"));
             sets.push("train.progress=false".into());
-            run_child(&cfg.base, &sets, &dir, threads)?;
+            if table_only {
+                check_same_settings(&cfg.base, &sets, &dir)?;
+                if !dir.join("metrics.json").exists() {
+                    missing.push(format!("{} seed {seed}", v.name));
+                    continue;
+                }
+            } else {
+                run_child(&cfg.base, &sets, &dir, threads)?;
+            }
             records.push(read_record(&v.name, seed, &dir)?);
         }
     }
@@ -249,8 +261,20 @@ pub fn compare(
         .reference
         .clone()
         .unwrap_or_else(|| cfg.variants[0].name.clone());
-    let names: Vec<String> = cfg.variants.iter().map(|v| v.name.clone()).collect();
-    let md = compare_table(&records, &names, &reference, &cfg.metric, &cfg.contrasts);
+    let names: Vec<String> = cfg
+        .variants
+        .iter()
+        .map(|v| v.name.clone())
+        .filter(|n| records.iter().any(|r| &r.variant == n))
+        .collect();
+    let mut md = compare_table(&records, &names, &reference, &cfg.metric, &cfg.contrasts);
+    if !missing.is_empty() {
+        md.push_str(&format!(
+            "\nNot run yet ({}): {}.\n",
+            missing.len(),
+            missing.join(", ")
+        ));
+    }
     write_atomic(&out.join("compare.md"), md.as_bytes())?;
     write_json(&out.join("compare.json"), &records)?;
     Ok(md)
@@ -378,6 +402,9 @@ pub fn compare_table(
         .chain(contrasts.iter().cloned());
     for [a, b] in pairs {
         let (xa, xb) = (values(&a, metric), values(&b, metric));
+        if xa.is_empty() || xb.is_empty() {
+            continue; // a variant with no finished run yet (`--table-only`)
+        }
         let ((ma, sa), (mb, sb)) = (mean_std(&xa), mean_std(&xb));
         let (na, nb) = (xa.len(), xb.len());
         let se = (sa * sa / na.max(1) as f64 + sb * sb / nb.max(1) as f64).sqrt();
@@ -648,6 +675,33 @@ mod tests {
             .to_string();
         assert!(err.contains("align.kind = \"darec\""), "{err}");
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn table_only_tabulates_finished_runs_and_lists_the_missing_ones() {
+        let out = std::env::temp_dir().join(format!("darec-table-only-{}", std::process::id()));
+        let done = out.join("a-s1");
+        std::fs::create_dir_all(&done).unwrap();
+        let m = r#"{"n_users": 10, "values": {"recall@20": 0.25, "ndcg@20": 0.125}}"#;
+        std::fs::write(
+            done.join("metrics.json"),
+            format!(r#"{{"valid": {m}, "test": {m}, "training": {{"epoch_seconds": 1.5}}}}"#),
+        )
+        .unwrap();
+        let cfg: CompareConfig = toml::from_str(
+            "base = \"missing.toml\"\nseeds = [1, 2]\n[[variant]]\nname = \"a\"\n[[variant]]\nname = \"b\"\nseeds = [1]",
+        )
+        .unwrap();
+        // nothing is trained (that would fail: the base config does not exist)
+        let md = compare(&cfg, &[], &out, Some(1), true).unwrap();
+        assert!(
+            md.contains("| a | 1 |") && md.contains("0.2500 ± 0.0000"),
+            "{md}"
+        );
+        assert!(!md.contains("| b |"), "{md}");
+        assert!(md.contains("Not run yet (2): a seed 2, b seed 1."), "{md}");
+        assert!(out.join("compare.md").exists());
+        std::fs::remove_dir_all(&out).unwrap();
     }
 
     #[test]

@@ -61,6 +61,9 @@ enum Command {
         /// Output directory (default: runs/compare-<config file stem>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Train nothing: tabulate the runs already finished and list the missing ones.
+        #[arg(long)]
+        table_only: bool,
     },
     /// Search hyper-parameters on the validation split only, then test the chosen setting once.
     Tune {
@@ -228,14 +231,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let label = format!("{} {} ({split})", cfg.data.name, cfg.model.backbone);
             println!("{}", markdown_table(&[(label, m)]));
         }
-        Command::Compare { config, set, out } => {
+        Command::Compare {
+            config,
+            set,
+            out,
+            table_only,
+        } => {
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("{}: cannot read", config.display()))?;
             let cfg: darec::experiment::CompareConfig = toml::from_str(&text)
                 .with_context(|| format!("{}: invalid compare config", config.display()))?;
             let out =
                 out.unwrap_or_else(|| PathBuf::from(format!("runs/compare-{}", stem(&config))));
-            let md = darec::experiment::compare(&cfg, &set, &out, cli.threads)?;
+            let md = darec::experiment::compare(&cfg, &set, &out, cli.threads, table_only)?;
             println!("{md}\nwritten to {}", out.join("compare.md").display());
         }
         Command::Tune { config, set, out } => {
