@@ -692,7 +692,8 @@ mod tests {
             "base = \"missing.toml\"\nseeds = [1, 2]\n[[variant]]\nname = \"a\"\n[[variant]]\nname = \"b\"\nseeds = [1]",
         )
         .unwrap();
-        // nothing is trained (that would fail: the base config does not exist)
+        // nothing is trained: training would start `darec train` child processes, and the
+        // base config does not exist
         let md = compare(&cfg, &[], &out, Some(1), true).unwrap();
         assert!(
             md.contains("| a | 1 |") && md.contains("0.2500 ± 0.0000"),
