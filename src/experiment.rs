@@ -95,8 +95,7 @@ pub fn run_child(
     dir: &Path,
     threads: Option<usize>,
 ) -> anyhow::Result<()> {
-    check_same_settings(base, sets, dir)?;
-    if dir.join("metrics.json").exists() {
+    if is_finished(base, sets, dir)? {
         tracing::info!("{}: already finished, skipped", dir.display());
         return Ok(());
     }
@@ -133,6 +132,13 @@ pub fn run_child(
         );
     }
     Ok(())
+}
+
+/// Whether `dir` holds a finished run (its `metrics.json`), after checking that whatever
+/// it holds was made with these settings.
+fn is_finished(base: &Path, sets: &[String], dir: &Path) -> anyhow::Result<bool> {
+    check_same_settings(base, sets, dir)?;
+    Ok(dir.join("metrics.json").exists())
 }
 
 /// Refuses to reuse a run directory that was made with other settings (a variant whose
@@ -246,8 +252,7 @@ pub fn compare(
             sets.push(format!("train.seed={seed}"));
             sets.push("train.progress=false".into());
             if table_only {
-                check_same_settings(&cfg.base, &sets, &dir)?;
-                if !dir.join("metrics.json").exists() {
+                if !is_finished(&cfg.base, &sets, &dir)? {
                     missing.push(format!("{} seed {seed}", v.name));
                     continue;
                 }
@@ -407,7 +412,7 @@ pub fn compare_table(
         }
         let ((ma, sa), (mb, sb)) = (mean_std(&xa), mean_std(&xb));
         let (na, nb) = (xa.len(), xb.len());
-        let se = (sa * sa / na.max(1) as f64 + sb * sb / nb.max(1) as f64).sqrt();
+        let se = (sa * sa / na as f64 + sb * sb / nb as f64).sqrt();
         let diff = ma - mb;
         let d = paired_differences(records, &a, &b, metric);
         let (md, sd) = mean_std(&d);
