@@ -1,5 +1,5 @@
 //! Run configuration: one TOML file with sections `data`, `model`, `train`, `eval`,
-//! `align`, `output`; every field has a default and can be overridden from the command
+//! `align`, `output`, `openai`; every field has a default and can be overridden from the command
 //! line with `--set section.field=value`. Unknown fields are errors (typos never pass
 //! silently). `data.name` of a built-in dataset (`ml-1m`, `ml-100k`, `amazon`, `yelp`)
 //! fills in its format, path and preparation from `configs/datasets/<name>.toml`,
@@ -24,6 +24,10 @@ pub struct Config {
     pub eval: EvalOptions,
     pub align: crate::align::AlignConfig,
     pub output: OutputConfig,
+    /// Client settings for OpenAI-compatible servers (`darec profile --writer openai`,
+    /// `darec embed --embedder openai:...`): timeout_s, max_retries, concurrency,
+    /// requests_per_minute, backoff; the server and model come from the command line.
+    pub openai: crate::text::openai::OpenAiConfig,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -188,7 +192,7 @@ impl Default for TrainConfig {
 pub struct OutputConfig {
     /// Parent directory of run directories.
     pub runs_dir: PathBuf,
-    /// Run directory name (default `<dataset>-<backbone>-s<seed>`).
+    /// Run directory name (default `<dataset>-<backbone>[+<alignment>]-s<seed>`).
     pub run_name: Option<String>,
 }
 
@@ -216,14 +220,19 @@ pub fn preset_names() -> Vec<&'static str> {
 
 impl Config {
     /// Loads a TOML file (or only defaults when `path` is None), applies the dataset preset
-    /// and then the `key=value` overrides, and validates the result.
+    /// and then the `key=value` overrides, and validates the result. Errors name the key
+    /// (`train.lr`), and for a value from the file its line, for one from `--set` the
+    /// override that set it.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> anyhow::Result<Config> {
         let mut table = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("{}: cannot read config", p.display()))?;
-                toml::from_str::<toml::Table>(&text)
-                    .with_context(|| format!("{}: invalid TOML", p.display()))?
+                let table = toml::from_str::<toml::Table>(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: invalid TOML: {e}", p.display()))?;
+                // the file alone, with its spans: a wrong type is reported at its line
+                check_file_types(p, &text)?;
+                table
             }
             None => toml::Table::new(),
         };
@@ -243,12 +252,19 @@ impl Config {
             table = base;
         }
         let where_ = path
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "defaults".into());
-        let cfg: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("{where_}: {}", e.message()))
-            .with_context(|| format!("invalid configuration ({where_} with --set overrides)"))?;
+            .map(|p| format!("{}: ", p.display()))
+            .unwrap_or_default();
+        let cfg: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(
+            |e: serde_path_to_error::Error<toml::de::Error>| {
+                let key = e.path().to_string();
+                let from = overrides
+                    .iter()
+                    .find(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+                    .map(|o| format!(" (set by --set {o})"))
+                    .unwrap_or_default();
+                anyhow::anyhow!("{where_}`{key}`{from}: {}", e.inner().message().trim_end())
+            },
+        )?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -269,6 +285,15 @@ impl Config {
         if t.batch_size == 0 || t.eval_every == 0 || t.max_epochs == 0 {
             bail!("train.batch_size, train.eval_every and train.max_epochs must be positive");
         }
+        // no setting may be NaN or infinite (`train.lr = inf` used to train to a normal-looking
+        // table of a model that had diverged on its first step)
+        for (key, value) in flatten_toml(&toml::Table::try_from(self)?) {
+            if let toml::Value::Float(f) = value {
+                if !f.is_finite() {
+                    bail!("{key} must be a finite number, got {f}");
+                }
+            }
+        }
         if !(t.lr > 0.0) {
             bail!("train.lr must be positive, got {}", t.lr);
         }
@@ -288,18 +313,22 @@ impl Config {
                 m.backbone
             );
         }
-        let metric_k = t
-            .metric
-            .split('@')
-            .nth(1)
-            .and_then(|k| k.parse::<usize>().ok());
-        match metric_k {
-            Some(k) if self.eval.ks.contains(&k) => {}
-            _ => bail!(
-                "train.metric `{}` must be <metric>@<k> with k in eval.ks {:?}",
+        let (name, k) = t.metric.split_once('@').unwrap_or((&t.metric, ""));
+        let known = crate::eval::METRIC_NAMES;
+        let k = k.parse::<usize>().ok();
+        if !known.contains(&name) || !k.is_some_and(|k| self.eval.ks.contains(&k)) {
+            let hint = if known.contains(&name.to_lowercase().as_str()) {
+                format!(" (names are lower case: `{}`)", t.metric.to_lowercase())
+            } else {
+                String::new()
+            };
+            bail!(
+                "train.metric `{}` is not a metric darec computes: use <name>@<K> with name \
+                 one of {} and K in eval.ks {:?}{hint}",
                 t.metric,
+                known.join(", "),
                 self.eval.ks
-            ),
+            );
         }
         if self.align.kind != crate::align::AlignKind::None && self.align.vectors.is_none() {
             bail!(
@@ -329,13 +358,14 @@ impl Config {
         toml::to_string_pretty(self).expect("config serialises")
     }
 
+    /// The run directory's name: `output.run_name`, or `<dataset>-<label>-s<seed>`
+    /// (`ml-1m-lightgcn-s2024`, `ml-1m-lightgcn+darec-s2024`), so that runs with and
+    /// without an alignment never share a directory.
     pub fn run_name(&self) -> String {
-        self.output.run_name.clone().unwrap_or_else(|| {
-            format!(
-                "{}-{}-s{}",
-                self.data.name, self.model.backbone, self.train.seed
-            )
-        })
+        self.output
+            .run_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-s{}", self.data.name, self.label(), self.train.seed))
     }
 }
 
@@ -345,10 +375,16 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> anyhow::Resu
     let (key, raw) = assignment
         .split_once('=')
         .with_context(|| format!("--set `{assignment}`: expected key=value, e.g. train.lr=5e-4"))?;
-    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").expect("parsed table has v"),
+        // a bare word is a string; what starts like an array, table or quoted string
+        // must be valid TOML (`eval.ks=[5,10` is a syntax error, not a string)
+        Err(e) if raw.trim_start().starts_with(['[', '{', '"', '\'']) => bail!(
+            "--set `{assignment}`: the value is not valid TOML: {}",
+            e.message().trim_end()
+        ),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
     let parts: Vec<&str> = key.trim().split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
         bail!("--set `{assignment}`: empty key segment");
@@ -364,6 +400,61 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> anyhow::Resu
     }
     cur.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())
+}
+
+/// Type-checks a config file on its own, so that a wrong value is reported with its key
+/// and line (`configs/x.toml:7: `train.lr`: invalid type: string "fast", expected f64`).
+/// Unknown keys and the rest are reported after the preset and overrides are merged.
+fn check_file_types(path: &Path, text: &str) -> anyhow::Result<()> {
+    let de = match toml::de::Deserializer::parse(text) {
+        Ok(de) => de,
+        Err(_) => return Ok(()), // syntax errors are reported by the caller
+    };
+    if let Err(e) = serde_path_to_error::deserialize::<_, Config>(de) {
+        let inner = e.inner();
+        let line = inner
+            .span()
+            .map(|s| {
+                format!(
+                    ":{}",
+                    text[..s.start.min(text.len())].matches('\n').count() + 1
+                )
+            })
+            .unwrap_or_default();
+        bail!(
+            "{}{line}: `{}`: {}",
+            path.display(),
+            e.path(),
+            inner.message().trim_end()
+        );
+    }
+    Ok(())
+}
+
+/// `a.b.c -> value` for every leaf of a TOML table.
+pub fn flatten_toml(t: &toml::Table) -> std::collections::BTreeMap<String, toml::Value> {
+    fn walk(
+        prefix: &str,
+        t: &toml::Table,
+        out: &mut std::collections::BTreeMap<String, toml::Value>,
+    ) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(sub) => walk(&key, sub, out),
+                other => {
+                    out.insert(key, other.clone());
+                }
+            }
+        }
+    }
+    let mut out = Default::default();
+    walk("", t, &mut out);
+    out
 }
 
 /// Recursively merges `over` into `base` (values of `over` win).

@@ -21,7 +21,7 @@ mod scorer;
 mod table;
 mod topk;
 
-pub use metrics::Metrics;
+pub use metrics::{Metrics, NAMES as METRIC_NAMES};
 pub use scorer::{EmbeddingScorer, MostPop, Scorer};
 pub use table::markdown_table;
 

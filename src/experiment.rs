@@ -113,8 +113,9 @@ pub fn run_child(
         cmd.args(["--threads", &t.to_string()]);
     }
     cmd.args(["--log", "warn", "train"]);
-    if dir.join("checkpoint.json").exists() {
-        // interrupted: continue from the last validation (same result as uninterrupted)
+    if dir.join("config.toml").exists() {
+        // interrupted (its settings were checked above): continue from the last validation,
+        // or from the start if it had none (same result as uninterrupted)
         tracing::info!("resuming {}", dir.display());
         cmd.arg("--resume").arg(dir);
     } else {
@@ -153,6 +154,7 @@ fn check_same_settings(base: &Path, sets: &[String], dir: &Path) -> anyhow::Resu
     }
     let comparable = |mut c: crate::config::Config| {
         c.output = Default::default();
+        c.openai = Default::default();
         c.train.threads = 0;
         c.train.progress = None;
         // settings of the alignments a run does not use cannot change it
@@ -170,7 +172,7 @@ fn check_same_settings(base: &Path, sets: &[String], dir: &Path) -> anyhow::Resu
         if kind == AlignKind::None {
             c.align.vectors = None;
         }
-        flatten_toml(&toml::Table::try_from(&c).expect("config serialises"))
+        crate::config::flatten_toml(&toml::Table::try_from(&c).expect("config serialises"))
     };
     let want = comparable(crate::config::Config::load(Some(base), sets)?);
     let have = comparable(crate::config::Config::load(Some(&saved), &[])?);
@@ -195,32 +197,6 @@ fn check_same_settings(base: &Path, sets: &[String], dir: &Path) -> anyhow::Resu
         );
     }
     Ok(())
-}
-
-/// `a.b.c -> value` for every leaf of a TOML table.
-fn flatten_toml(t: &toml::Table) -> std::collections::BTreeMap<String, toml::Value> {
-    fn walk(
-        prefix: &str,
-        t: &toml::Table,
-        out: &mut std::collections::BTreeMap<String, toml::Value>,
-    ) {
-        for (k, v) in t {
-            let key = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            match v {
-                toml::Value::Table(sub) => walk(&key, sub, out),
-                other => {
-                    out.insert(key, other.clone());
-                }
-            }
-        }
-    }
-    let mut out = Default::default();
-    walk("", t, &mut out);
-    out
 }
 
 /// Runs the whole comparison grid and writes `compare.md` / `compare.json` into `out`.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod data;
 pub mod eval;
 pub mod experiment;
+pub mod fault;
 pub mod ops;
 pub mod pipeline;
 pub mod plot;

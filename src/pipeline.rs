@@ -38,7 +38,11 @@ pub fn device() -> anyhow::Result<Device> {
 }
 
 /// Loads the data, trains (or fits MostPop), evaluates and writes the run directory.
-pub fn train_run(cfg: &Config, out: Option<PathBuf>) -> anyhow::Result<RunResult> {
+/// An existing run in the directory is refused unless `overwrite` (see [`RunDir::create`]).
+pub fn train_run(cfg: &Config, out: Option<PathBuf>, overwrite: bool) -> anyhow::Result<RunResult> {
+    // the directory is claimed first, so an occupied one is refused before the data loads
+    let dir = out.unwrap_or_else(|| cfg.output.runs_dir.join(cfg.run_name()));
+    let run = RunDir::create(&dir, overwrite)?;
     let ds = load_dataset(&cfg.data)?;
     tracing::info!(
         users = ds.n_users(),
@@ -49,13 +53,13 @@ pub fn train_run(cfg: &Config, out: Option<PathBuf>) -> anyhow::Result<RunResult
         "dataset {} ready",
         ds.name
     );
-    train_on(cfg, &ds, out)
+    train_into(cfg, &ds, run, dir)
 }
 
-/// Like [`train_run`] on an already prepared dataset (used by grids of runs).
+/// Like [`train_run`] on an already prepared dataset, into a new run directory.
 pub fn train_on(cfg: &Config, ds: &Dataset, out: Option<PathBuf>) -> anyhow::Result<RunResult> {
     let dir = out.unwrap_or_else(|| cfg.output.runs_dir.join(cfg.run_name()));
-    let run = RunDir::create(&dir)?;
+    let run = RunDir::create(&dir, false)?;
     train_into(cfg, ds, run, dir)
 }
 
@@ -110,12 +114,9 @@ fn train_into(
         }
     };
     write_json(&run.file("metrics.json"), &result)?;
-    let label = format!(
-        "{} {} seed {}",
-        result.dataset, result.backbone, result.seed
-    );
+    let label = format!("{} {} seed {}", result.dataset, result.label, result.seed);
     let md = format!(
-        "# Test metrics\n\n{}",
+        "# Test metrics (test split, best validation weights)\n\n{}",
         markdown_table(&[(label, result.test.clone())])
     );
     write_atomic(&run.file("metrics.md"), md.as_bytes())?;

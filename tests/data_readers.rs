@@ -1,6 +1,9 @@
 //! Readers: RecBole atomic files, delimited files, RLMRec splits (TSV; pickles when the
 //! pickle reader is in), on small fixtures and, when present, on the real data.
 
+#[path = "support/inputs.rs"]
+mod inputs;
+
 use darec::data::delimited::{read_delimited, DelimitedOptions};
 use darec::data::prepare::{prepare, PrepareOptions, SplitKind};
 use darec::data::recbole::{read_recbole, RecboleOptions};
@@ -563,20 +566,11 @@ fn rlmrec_errors() {
 // ---------------------------------------------------------------- real data (when present)
 
 fn shared_data() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/rlmrec");
-    if d.is_dir() {
-        Some(d)
-    } else {
-        eprintln!("note: {} absent, real-data test skipped", d.display());
-        None
-    }
+    inputs::shared_rlmrec("")
 }
 
 fn cache() -> PathBuf {
-    match std::env::var_os("DAREC_CACHE") {
-        Some(c) => PathBuf::from(c),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"),
-    }
+    inputs::cache_dir()
 }
 
 fn count_split(raw: &RawInteractions, s: u8) -> usize {
@@ -637,8 +631,9 @@ fn real_rlmrec_amazon_pickles_match_tsv() {
 #[test]
 fn real_ml100k_and_ml1m() {
     let data = cache().join("data");
-    if !data.join("ml-1m/.fetched").exists() || !data.join("ml-100k/.fetched").exists() {
-        eprintln!("note: MovieLens not fetched (scripts/fetch_data.sh data), test skipped");
+    if inputs::cached("data/ml-1m/.fetched").is_none()
+        || inputs::cached("data/ml-100k/.fetched").is_none()
+    {
         return;
     }
     let raw = read_recbole(&data.join("ml-100k"), "ml-100k", &RecboleOptions::default()).unwrap();

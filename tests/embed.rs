@@ -6,6 +6,9 @@
 //! The MiniLM tests skip with a note when `.cache/models/all-MiniLM-L6-v2` is missing
 //! (`scripts/fetch_data.sh` fetches it); everything else uses small fixtures.
 
+#[path = "support/inputs.rs"]
+mod inputs;
+
 use darec::data::{Dataset, IdMap};
 use darec::text::embed::kernels::{erf, exp, gelu_erf, layer_norm_row, softmax_row};
 use darec::text::embed::npy::{parse_npy, read_npy, write_npy_f32};
@@ -63,13 +66,10 @@ fn m_dir() -> PathBuf {
 
 fn minilm() -> Option<LocalEmbedder> {
     let dir = m_dir();
-    if !dir.join("model.safetensors").is_file() {
-        eprintln!(
-            "note: {} is missing (run scripts/fetch_data.sh); MiniLM reference test skipped",
-            dir.display()
-        );
-        return None;
-    }
+    inputs::require(
+        &dir.join("model.safetensors"),
+        "run bash scripts/fetch_data.sh",
+    )?;
     Some(LocalEmbedder::load(&dir).expect("MiniLM loads"))
 }
 

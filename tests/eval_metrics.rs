@@ -4,6 +4,9 @@
 //! Notation in comments: d(r) = 1/log2(r+1): d(1) = 1, d(2) = 0.630930, d(3) = 0.5,
 //! d(4) = 0.430677.
 
+#[path = "support/inputs.rs"]
+mod inputs;
+
 use candle_core::{Device, Tensor};
 use darec::data::UserItems;
 use darec::eval::{
@@ -357,8 +360,9 @@ fn amazon_dir() -> std::path::PathBuf {
 #[test]
 fn most_pop_meets_spec_floor_on_amazon() {
     let dir = amazon_dir();
-    if !dir.join("trn.tsv").exists() || !dir.join("tst.tsv").exists() {
-        eprintln!("skipped: {} not found", dir.display());
+    if inputs::shared_rlmrec("amazon/trn.tsv").is_none()
+        || inputs::shared_rlmrec("amazon/tst.tsv").is_none()
+    {
         return;
     }
     let (nu, ni, trn) = read_tsv(&dir.join("trn.tsv"));

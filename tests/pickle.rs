@@ -3,6 +3,9 @@
 //! (made by generate.py there), error reports, robustness against truncated and corrupted
 //! input, and RLMRec's real splits when /work/shared/data is present.
 
+#[path = "support/inputs.rs"]
+mod inputs;
+
 use darec::data::pickle::{
     f16_to_f32, fortran_to_c, load, read_coo, read_ndarray, read_pickle, CooMatrix, Dtype,
     DtypeKind, NdArray, Value,
@@ -19,15 +22,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn rlmrec(name: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/rlmrec")
-        .join(name);
-    if p.exists() {
-        Some(p)
-    } else {
-        println!("skipped: {} is absent", p.display());
-        None
-    }
+    inputs::shared_rlmrec(name)
 }
 
 /// The message of a `DataError::File`, checking it names `path`.

@@ -3,6 +3,9 @@
 //! unparsable answers, and the local SmolLM2 model (tokenizer from GGUF metadata, one
 //! real generation), skipped with a note when the model file is missing.
 
+#[path = "support/inputs.rs"]
+mod inputs;
+
 use darec::text::profile::gguf_tokenizer::gguf_tokenizer;
 use darec::text::profile::prompt::{item_prompt, item_system, parse_summarization, user_system};
 use darec::text::profile::smollm::chat_prompt;
@@ -15,15 +18,7 @@ use std::time::Instant;
 fn gguf_path() -> Option<PathBuf> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join(".cache/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "note: {} missing; skipping (run scripts/fetch_data.sh)",
-            p.display()
-        );
-        None
-    }
+    inputs::require(&p, "run bash scripts/fetch_data.sh")
 }
 
 #[test]
@@ -77,10 +72,7 @@ fn ml100k() -> Option<Dataset> {
         .to_string();
     match darec::data::load::load_dataset(&data) {
         Ok(ds) => Some(ds),
-        Err(e) => {
-            eprintln!("note: ML-100K not available ({e:#}); skipping");
-            None
-        }
+        Err(e) => inputs::missing(&format!("ML-100K not available ({e:#})")),
     }
 }
 

@@ -3,12 +3,30 @@
 //! maximal total cosine similarity (SPEC.md section 1.5).
 
 /// For a square `n x n` cost matrix (row-major), the column assigned to each row so that
-/// the total cost is minimal.
+/// the total cost is minimal. Terminates on any input: a NaN or infinite cost is taken as
+/// larger than every finite one (a NaN would otherwise never compare below the running
+/// minimum and the search for a free column would never end).
 pub fn min_cost_assignment(cost: &[f64], n: usize) -> Vec<usize> {
     assert_eq!(cost.len(), n * n);
     if n == 0 {
         return Vec::new();
     }
+    let finite_max = cost
+        .iter()
+        .filter(|c| c.is_finite())
+        .fold(0f64, |m, c| m.max(c.abs()));
+    // every replacement cost exceeds any sum of finite costs, and stays finite
+    let worst = (finite_max + 1.0) * (n as f64 + 1.0);
+    let cleaned: Vec<f64>;
+    let cost = if cost.iter().all(|c| c.is_finite()) {
+        cost
+    } else {
+        cleaned = cost
+            .iter()
+            .map(|&c| if c.is_finite() { c } else { worst })
+            .collect();
+        &cleaned
+    };
     let inf = f64::INFINITY;
     // 1-based arrays as in the classic formulation; p[j] = row matched to column j.
     let (mut u, mut v) = (vec![0.0; n + 1], vec![0.0; n + 1]);
@@ -121,5 +139,21 @@ mod tests {
         }
         let score = [0.9, 0.1, 0.2, 0.8];
         assert_eq!(max_score_assignment(&score, 2), vec![0, 1]);
+    }
+
+    #[test]
+    fn non_finite_costs_terminate_with_a_permutation_avoiding_them() {
+        // NaN used to hang the search for a free column (issue 16)
+        let nan = f64::NAN;
+        let cost = [nan, 1.0, 2.0, nan];
+        assert_eq!(min_cost_assignment(&cost, 2), vec![1, 0]);
+        let cost = [f64::INFINITY, 0.0, f64::NEG_INFINITY, 5.0];
+        assert_eq!(min_cost_assignment(&cost, 2), vec![1, 0]);
+        for n in 1..=6 {
+            let all_nan = vec![nan; n * n];
+            let mut a = max_score_assignment(&all_nan, n);
+            a.sort();
+            assert_eq!(a, (0..n).collect::<Vec<_>>());
+        }
     }
 }

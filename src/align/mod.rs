@@ -46,37 +46,30 @@ impl SemanticTables {
         })
     }
 
-    /// Loads `users` / `items` tensors from a safetensors file (as written by `darec embed`)
-    /// and checks their row counts.
+    /// Loads the vectors of `align.vectors` through the one vector reader
+    /// ([`SemanticVectors::load`]: finite values, equal widths, the file, tensor and row
+    /// named on any error) and checks one row per user and per item.
     pub fn load(
         path: &Path,
         n_users: usize,
         n_items: usize,
         device: &Device,
     ) -> anyhow::Result<Self> {
-        let t = candle_core::safetensors::load(path, device).with_context(|| {
-            format!(
-                "{}: cannot read semantic vectors (run `darec embed` first)",
-                path.display()
-            )
+        let v = crate::text::embed::SemanticVectors::load(path).map_err(|e| match e {
+            crate::data::DataError::Io { .. } => {
+                anyhow::anyhow!("{e}: cannot read semantic vectors (run `darec embed` first)")
+            }
+            e => e.into(),
         })?;
-        let get = |k: &str| {
-            t.get(k)
-                .cloned()
-                .with_context(|| format!("{}: no `{k}` tensor", path.display()))
-        };
-        let (u, i) = (
-            get("users")?.to_dtype(candle_core::DType::F32)?,
-            get("items")?.to_dtype(candle_core::DType::F32)?,
-        );
-        if u.dim(0)? != n_users || i.dim(0)? != n_items {
+        if v.n_users != n_users || v.n_items != n_items {
             anyhow::bail!(
                 "{}: vectors for {} users x {} items, but the dataset has {n_users} users x {n_items} items",
                 path.display(),
-                u.dim(0)?,
-                i.dim(0)?
+                v.n_users,
+                v.n_items
             );
         }
+        let (u, i) = v.to_tensors(device)?;
         Ok(Self::new(u, i)?)
     }
 }

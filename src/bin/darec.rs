@@ -32,12 +32,16 @@ enum Command {
         /// Override a config field, e.g. `--set train.lr=5e-4` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
-        /// Run directory (default: <output.runs_dir>/<dataset>-<backbone>-s<seed>).
+        /// Run directory (default: <output.runs_dir>/<dataset>-<backbone>[+<alignment>]-s<seed>).
+        /// An existing run there is refused unless --overwrite.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Delete the run already in the run directory and train anew.
+        #[arg(long)]
+        overwrite: bool,
         /// Continue an interrupted run from its last checkpoint (its own config.toml is
         /// used; raise train.max_epochs there to train longer).
-        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "set", "out"])]
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "set", "out", "overwrite"])]
         resume: Option<PathBuf>,
     },
     /// Re-evaluate a saved run from its directory.
@@ -185,6 +189,8 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // colour codes only on a terminal, never in a log file
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     if let Err(e) = run(cli) {
@@ -201,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             set,
             out,
+            overwrite,
             resume,
         } => {
             let mut cfg = Config::load(config.as_deref(), &set)?;
@@ -209,9 +216,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let r = match resume {
                 Some(dir) => darec::pipeline::resume_run(&dir)?,
-                None => darec::pipeline::train_run(&cfg, out)?,
+                None => darec::pipeline::train_run(&cfg, out, overwrite)?,
             };
-            let label = format!("{} {} seed {}", r.dataset, r.backbone, r.seed);
+            let label = format!("{} {} seed {}", r.dataset, r.label, r.seed);
+            println!("Test split (best validation weights):\n");
             println!("{}", markdown_table(&[(label, r.test.clone())]));
             if let Some(t) = &r.training {
                 println!(
@@ -228,7 +236,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Eval { run, split } => {
             let (cfg, m) = darec::pipeline::eval_run(&run, &split)?;
-            let label = format!("{} {} ({split})", cfg.data.name, cfg.model.backbone);
+            let label = format!(
+                "{} {} seed {} ({split})",
+                cfg.data.name,
+                cfg.label(),
+                cfg.train.seed
+            );
             println!("{}", markdown_table(&[(label, m)]));
         }
         Command::Compare {
@@ -331,8 +344,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 WriterKind::OpenAi => {
                     let target =
                         openai.context("--writer openai needs --openai <base url>#<model>")?;
-                    let cfg = darec::text::openai::OpenAiConfig::from_target(&target)?;
-                    let client = darec::text::openai::OpenAiChat::new(cfg)?;
+                    let client =
+                        darec::text::openai::OpenAiChat::new(cfg.openai.with_target(&target)?)?;
                     prof::write_profiles(&ds, &ChatWriter::new(&client, "openai"), &out, &opts)?
                 }
             };
@@ -389,7 +402,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             .unwrap_or_else(|| "local".into());
                         (Box::new(LocalEmbedder::load(&dir)?), tag)
                     } else if let Some(target) = spec.strip_prefix("openai:") {
-                        let c = darec::text::openai::OpenAiConfig::from_target(target)?;
+                        let c = cfg.openai.with_target(target)?;
                         let tag = c.model.replace('/', "_");
                         (Box::new(darec::text::openai::OpenAiEmbedder::new(c)?), tag)
                     } else {

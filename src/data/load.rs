@@ -29,7 +29,13 @@ pub fn load_dataset(cfg: &DataConfig) -> anyhow::Result<Dataset> {
         DataFormat::Delimited => delimited::read_delimited(&path, &cfg.delimited)?,
         DataFormat::Rlmrec => rlmrec::read_rlmrec(&path, cfg.rlmrec_format)?,
     };
+    if raw.len() == 0 {
+        anyhow::bail!(
+            "{}: no interactions: the data is empty or holds only a header",
+            path.display()
+        );
+    }
     let ds = prepare::prepare(raw, &cfg.name, &cfg.prepare)
-        .with_context(|| format!("preparing dataset `{}`", cfg.name))?;
+        .with_context(|| format!("preparing dataset `{}` from {}", cfg.name, path.display()))?;
     Ok(ds)
 }

@@ -29,7 +29,7 @@ impl Metrics {
 }
 
 /// Names of the metrics, in the order [`UserMetrics::compute`] writes them for each K.
-pub(crate) const NAMES: [&str; 4] = ["recall", "ndcg", "precision", "hit"];
+pub const NAMES: [&str; 4] = ["recall", "ndcg", "precision", "hit"];
 
 /// Computes the per-user metric vector: for each K in `ks` (in order) the four values of
 /// [`NAMES`]; `out` has length `4 * ks.len()`.

@@ -66,12 +66,15 @@ pub fn save(
     let tmp = run.file(&format!(".{file}.tmp"));
     candle_core::safetensors::save(&map, &tmp)
         .with_context(|| format!("{}: cannot write", tmp.display()))?;
+    crate::fault::point("checkpoint tensors written");
     std::fs::rename(&tmp, run.file(&file))?;
+    crate::fault::point("checkpoint tensors in place");
     let previous = load_state(run).ok().map(|s| s.tensors);
     state.tensors = file.clone();
     write_json(&run.file("checkpoint.json"), &state)?;
     if let Some(old) = previous.filter(|o| *o != file) {
         let _ = std::fs::remove_file(run.file(&old));
+        crate::fault::point("old checkpoint removed");
     }
     Ok(())
 }

@@ -97,6 +97,7 @@ pub fn train(
     let mut epochs_run = 0;
     let mut first_epoch = 1;
     let mut stopped = false;
+    let mut last_checkpoint: Option<usize> = None;
     if run.resuming() && run.file("checkpoint.json").exists() {
         let r = checkpoint::load(run, model)?;
         let st = r.state;
@@ -113,6 +114,7 @@ pub fn train(
         epochs_run = st.epoch;
         first_epoch = st.epoch + 1;
         stopped = since_best >= t.patience;
+        last_checkpoint = Some(st.epoch);
         bar.set_position(st.epoch as u64);
         tracing::info!(
             "resuming after epoch {} (best {:.4} at epoch {})",
@@ -127,7 +129,25 @@ pub fn train(
             break;
         }
         let t0 = Instant::now();
-        for (name, value) in epochs.run(model)? {
+        let sums = epochs.run(model).map_err(|e| {
+            let kept = match last_checkpoint {
+                Some(at) => format!(
+                    "the checkpoint of epoch {at} is kept in {} (`darec train --resume` \
+                     continues from it)",
+                    run.path.display()
+                ),
+                None => "no checkpoint had been written yet".to_string(),
+            };
+            if e.is::<Diverged>() {
+                e.context(format!(
+                    "training diverged in epoch {epoch}: {kept}; lower train.lr, check \
+                     model.reg and the semantic vectors, and train again"
+                ))
+            } else {
+                e.context(format!("training failed in epoch {epoch}"))
+            }
+        })?;
+        for (name, value) in sums {
             *loss_sums.entry(name).or_default() += value;
         }
         loss_steps += epochs.steps_last_epoch;
@@ -135,6 +155,7 @@ pub fn train(
         epoch_time += this_epoch;
         epochs_run = epoch;
         bar.inc(1);
+        crate::fault::point("epoch trained");
 
         if epoch % t.eval_every == 0 || epoch == t.max_epochs {
             let e0 = Instant::now();
@@ -194,6 +215,7 @@ pub fn train(
                     tensors: String::new(),
                 };
                 checkpoint::save(run, state, model, &b.3, (am, av))?;
+                last_checkpoint = Some(epoch);
             }
         }
     }
@@ -227,6 +249,15 @@ pub fn train(
         total_seconds: started.elapsed().as_secs_f64(),
         peak_rss_mib: crate::run::peak_rss_mib(),
     })
+}
+
+/// A loss term that is no longer a finite number: training cannot go on.
+#[derive(Debug, thiserror::Error)]
+#[error("loss term `{term}` is {value} at step {step} of the epoch")]
+pub struct Diverged {
+    pub term: String,
+    pub value: f64,
+    pub step: usize,
 }
 
 /// Runs training epochs: sampling, forward, backward and the optimiser step.
@@ -315,15 +346,25 @@ impl EpochRunner {
             for term in &terms[1..] {
                 total = (total + &term.value)?;
             }
-            let grads = total.backward()?;
-            self.adam.step(&grads)?;
+            // every term is checked before the step, so a diverged loss never reaches the
+            // parameters (nor, through them, a checkpoint)
             for term in &terms {
                 let v = term.value.to_scalar::<f32>()? as f64;
+                if !v.is_finite() {
+                    return Err(Diverged {
+                        term: term.name.clone(),
+                        value: v,
+                        step: self.steps_last_epoch + 1,
+                    }
+                    .into());
+                }
                 match sums.iter_mut().find(|s| s.0 == term.name) {
                     Some(s) => s.1 += v,
                     None => sums.push((term.name.clone(), v)),
                 }
             }
+            let grads = total.backward()?;
+            self.adam.step(&grads)?;
             self.steps_last_epoch += 1;
         }
         Ok(sums)

@@ -22,6 +22,37 @@ pub struct Model {
     device: Device,
 }
 
+/// Copies of the `[users + items, dim]` table that training holds at once: parameters,
+/// gradients, Adam's two moments, the best weights, a checkpoint's copies, and the
+/// propagation's per-layer buffers (`layers + 1`), forward and backward.
+fn table_copies(layers: usize) -> usize {
+    6 + 2 * (layers + 1)
+}
+
+/// Refuses a model whose embedding tables cannot fit in the memory this machine has free,
+/// with the size it would need, instead of aborting on a failed allocation later.
+fn check_memory(cfg: &Config, nodes: usize) -> anyhow::Result<()> {
+    let dim = cfg.model.dim;
+    let need = (nodes as u128) * (dim as u128) * 4 * table_copies(cfg.model.layers) as u128;
+    let gib = |b: u128| b as f64 / (1u128 << 30) as f64;
+    let available = crate::run::available_memory_bytes();
+    if let Some(avail) = available {
+        if need > avail as u128 {
+            anyhow::bail!(
+                "model.dim = {dim} needs about {:.1} GiB for {nodes} users and items ({} copies of \
+                 the {:.2} GiB embedding table: parameters, gradients, Adam's moments, best \
+                 weights, propagation buffers), but only {:.1} GiB of memory is available: \
+                 lower model.dim",
+                gib(need),
+                table_copies(cfg.model.layers),
+                gib((nodes as u128) * (dim as u128) * 4),
+                gib(avail as u128)
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Model {
     /// Builds the backbone of `cfg` over the training graph of `ds`, initialised from
     /// `train.seed`.
@@ -31,6 +62,7 @@ impl Model {
         align: Box<dyn Alignment>,
         device: &Device,
     ) -> anyhow::Result<Self> {
+        check_memory(cfg, ds.n_users() + ds.n_items())?;
         let train = ds.user_items(&ds.train);
         let graph = Arc::new(BipartiteGraph::from_train(
             ds.n_users(),
@@ -142,9 +174,16 @@ impl Model {
             .into_iter()
             .map(|(n, v)| (n, v.as_tensor().clone()))
             .collect();
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // `.<name>.tmp<pid>` beside it: a resumed run removes what a kill leaves
+        let name = path.file_name().context("model path has no file name")?;
+        let tmp = path.with_file_name(format!(
+            ".{}.tmp{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
         candle_core::safetensors::save(&tensors, &tmp)
             .with_context(|| format!("{}: cannot write", tmp.display()))?;
+        crate::fault::point("model written");
         std::fs::rename(&tmp, path)
             .with_context(|| format!("{}: cannot move into place", path.display()))?;
         Ok(())

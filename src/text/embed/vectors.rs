@@ -97,7 +97,12 @@ impl SemanticVectors {
         crate::run::write_atomic(path, &bytes)
     }
 
-    /// Reads vectors written by [`Self::save`] (metadata and tensor shapes must agree).
+    /// Reads vectors from a safetensors file: the one reader of every vector file darec
+    /// takes (`darec embed` output, `align.vectors`). It needs tensors `users` and `items`
+    /// (any float dtype, read as f32) of equal width; the metadata `darec embed` writes is
+    /// checked against the shapes when present and optional otherwise, so files written by
+    /// other tools load too. Every error names the file, and a bad value its tensor, row
+    /// and column.
     pub fn load(path: &Path) -> Result<Self, DataError> {
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
         let bad = |m: String| DataError::file(path, m);
@@ -106,46 +111,67 @@ impl SemanticVectors {
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
         let meta = header.metadata().clone().unwrap_or_default();
-        let text = |k: &str| {
+        let number = |k: &str| -> Result<Option<usize>, DataError> {
             meta.get(k)
-                .cloned()
-                .ok_or_else(|| bad(format!("metadata `{k}` is missing")))
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| bad(format!("metadata `{k}` = `{v}` is not a whole number")))
+                })
+                .transpose()
         };
-        let number = |k: &str| -> Result<usize, DataError> {
-            let v = text(k)?;
-            v.parse()
-                .map_err(|_| bad(format!("metadata `{k}` = `{v}` is not a whole number")))
-        };
-        let (dim, n_users, n_items) = (number("dim")?, number("n_users")?, number("n_items")?);
-        let matrix = |name: &str, rows: usize| -> Result<Vec<f32>, DataError> {
-            let t = st
-                .tensor(name)
-                .map_err(|_| bad(format!("tensor `{name}` is missing")))?;
-            if t.dtype() != Dtype::F32 {
+        let matrix = |name: &str| -> Result<(Vec<f32>, usize, usize), DataError> {
+            use candle_core::safetensors::Load;
+            let view = st.tensor(name).map_err(|_| {
+                bad(format!(
+                    "tensor `{name}` is missing (a vector file holds `users` and `items`)"
+                ))
+            })?;
+            let [rows, cols] = view.shape() else {
                 return Err(bad(format!(
-                    "tensor `{name}` has dtype {:?}, expected F32",
-                    t.dtype()
+                    "tensor `{name}` has shape {:?}, expected [rows, dim]",
+                    view.shape()
                 )));
-            }
-            if t.shape() != [rows, dim] {
-                return Err(bad(format!(
-                    "tensor `{name}` has shape {:?}, metadata says [{rows}, {dim}]",
-                    t.shape()
-                )));
-            }
-            Ok(t.data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect())
+            };
+            let (rows, cols) = (*rows, *cols);
+            let t = view
+                .load(&Device::Cpu)
+                .and_then(|t| t.to_dtype(candle_core::DType::F32))
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| {
+                    bad(format!(
+                        "tensor `{name}` ({:?}) cannot be read as f32: {e}",
+                        view.dtype()
+                    ))
+                })?;
+            Ok((t, rows, cols))
         };
+        let (users, n_users, du) = matrix("users")?;
+        let (items, n_items, di) = matrix("items")?;
+        if du != di {
+            return Err(bad(format!(
+                "`users` vectors have {du} dimensions but `items` vectors {di}: both must \
+                 come from one embedding model"
+            )));
+        }
+        for (key, actual) in [("dim", du), ("n_users", n_users), ("n_items", n_items)] {
+            if let Some(said) = number(key)? {
+                if said != actual {
+                    return Err(bad(format!(
+                        "metadata `{key}` = {said}, but the tensors hold {actual}"
+                    )));
+                }
+            }
+        }
+        let text = |k: &str, default: &str| meta.get(k).cloned().unwrap_or_else(|| default.into());
         let v = Self {
-            users: matrix("users", n_users)?,
-            items: matrix("items", n_items)?,
+            users,
+            items,
             n_users,
             n_items,
-            dim,
-            model: text("model")?,
-            source: text("source")?,
+            dim: du,
+            model: text("model", "unknown"),
+            source: text("source", "file"),
         };
         v.validate().map_err(|e| bad(e.to_string()))?;
         Ok(v)

@@ -65,10 +65,20 @@ impl OpenAiConfig {
     /// Parses the command-line form `<url>#<model>` (e.g.
     /// `http://127.0.0.1:8080/v1#text-embedding-3-small`); other fields take defaults.
     pub fn from_target(target: &str) -> anyhow::Result<Self> {
+        Self::default().with_target(target)
+    }
+
+    /// These settings (timeouts, retries, concurrency... from the run config's `[openai]`
+    /// section) aimed at the server and model of `<url>#<model>`.
+    pub fn with_target(&self, target: &str) -> anyhow::Result<Self> {
         let Some((url, model)) = target.split_once('#') else {
             bail!("`{target}` is not <url>#<model> (e.g. http://127.0.0.1:8080/v1#my-model)");
         };
-        let cfg = Self::new(url, model);
+        let cfg = Self {
+            base_url: url.into(),
+            model: model.into(),
+            ..self.clone()
+        };
         cfg.validate()
             .with_context(|| format!("in OpenAI target `{target}`"))?;
         Ok(cfg)
