@@ -19,7 +19,7 @@
 mod metrics;
 mod scorer;
 mod table;
-mod topk;
+pub(crate) mod topk;
 
 pub use metrics::{Metrics, NAMES as METRIC_NAMES};
 pub use scorer::{EmbeddingScorer, MostPop, Scorer};

@@ -123,21 +123,46 @@ fn train_into(
     Ok(result)
 }
 
-/// Re-evaluates a saved run on `split` ("test" or "valid") from its config and model.
-pub fn eval_run(dir: &Path, split: &str) -> anyhow::Result<(Config, Metrics)> {
+/// A saved run's config and the data set it was trained on, checked to yield the same
+/// users and items as when the run was trained.
+pub fn open_run_data(dir: &Path) -> anyhow::Result<(Config, Dataset)> {
     let run = RunDir::open(dir)?;
     let cfg = Config::load(Some(&run.file("config.toml")), &[])?;
     let ds = load_dataset(&cfg.data)?;
-    let saved_users: Vec<String> = serde_json::from_str(
-        &std::fs::read_to_string(run.file("users.json"))
-            .with_context(|| format!("{}: users.json missing", dir.display()))?,
-    )?;
-    if saved_users != ds.user_ids.external {
-        anyhow::bail!(
-            "{}: the dataset now yields different users than when the run was trained",
-            dir.display()
-        );
+    for (file, now) in [
+        ("users.json", &ds.user_ids.external),
+        ("items.json", &ds.item_ids.external),
+    ] {
+        let saved: Vec<String> = serde_json::from_str(
+            &std::fs::read_to_string(run.file(file))
+                .with_context(|| format!("{}: {file} missing", dir.display()))?,
+        )
+        .with_context(|| format!("{}: {file} unreadable", dir.display()))?;
+        if &saved != now {
+            anyhow::bail!(
+                "{}: the data set now yields other {} than when the run was trained",
+                dir.display(),
+                file.trim_end_matches(".json")
+            );
+        }
     }
+    Ok((cfg, ds))
+}
+
+/// A saved run opened for use: config, data set ([`open_run_data`]) and the trained model.
+pub fn open_trained(dir: &Path) -> anyhow::Result<(Config, Dataset, Model)> {
+    let (cfg, ds) = open_run_data(dir)?;
+    if cfg.model.backbone == "mostpop" {
+        anyhow::bail!("{}: a MostPop run has no model to load", dir.display());
+    }
+    let model = Model::from_config(&cfg, &ds, &device()?)?;
+    model.load(&dir.join("model.safetensors"))?;
+    Ok((cfg, ds, model))
+}
+
+/// Re-evaluates a saved run on `split` ("test" or "valid") from its config and model.
+pub fn eval_run(dir: &Path, split: &str) -> anyhow::Result<(Config, Metrics)> {
+    let (cfg, ds) = open_run_data(dir)?;
     if cfg.model.backbone == "mostpop" {
         let train_ui = ds.user_items(&ds.train);
         let pop = MostPop::fit(&train_ui, ds.n_items());
@@ -152,7 +177,7 @@ pub fn eval_run(dir: &Path, split: &str) -> anyhow::Result<(Config, Metrics)> {
         ));
     }
     let model = Model::from_config(&cfg, &ds, &device()?)?;
-    model.load(&run.file("model.safetensors"))?;
+    model.load(&dir.join("model.safetensors"))?;
     let m = train::evaluate_split(&model, &ds, split, &cfg)?;
     Ok((cfg, m))
 }
@@ -188,11 +213,7 @@ pub fn map_run(
     out: Option<PathBuf>,
     projection: crate::plot::Projection,
 ) -> anyhow::Result<SharedSpaceMap> {
-    let run = RunDir::open(dir)?;
-    let cfg = Config::load(Some(&run.file("config.toml")), &[])?;
-    let ds = load_dataset(&cfg.data)?;
-    let model = Model::from_config(&cfg, &ds, &device()?)?;
-    model.load(&run.file("model.safetensors"))?;
+    let (cfg, _ds, model) = open_trained(dir)?;
     let ego = model.backbone.ego()?;
     let all = model
         .backbone
@@ -244,7 +265,7 @@ pub fn map_run(
         crate::plot::match_colours(&left, &xc, &mut right, &xl, dc);
     }
     let panels = [left, right];
-    let stem = out.unwrap_or_else(|| run.file("shared-space"));
+    let stem = out.unwrap_or_else(|| dir.join("shared-space"));
     crate::plot::write_map(&stem, &panels)?;
     Ok(SharedSpaceMap {
         png: stem.with_extension("png"),

@@ -163,7 +163,6 @@ pub fn match_colours(left: &Panel, xl: &[f32], right: &mut Panel, xr: &[f32], d:
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     panels: &[Panel],
-    with_text: bool,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
@@ -178,16 +177,7 @@ where
         let (x0, x1, y0, y1) = (lo(&xs), hi(&xs), lo(&ys), hi(&ys));
         let mut builder = ChartBuilder::on(area);
         builder.margin(12);
-        if with_text {
-            builder.caption(&p.title, ("sans-serif", 18));
-        } else {
-            // the bitmap backend has no font renderer: the title is drawn from an 8x8
-            // bitmap font, centred, in the space a caption would take
-            let width = 16 * p.title.chars().count() as i32;
-            let x = (area.dim_in_pixel().0 as i32 - width).max(0) / 2;
-            bitmap_text(area, &p.title, (x, 8), 2)?;
-            builder.margin_top(32);
-        }
+        builder.caption(&p.title, ("sans-serif", 18));
         let mut chart = builder
             .build_cartesian_2d(
                 (x0 - pad(x0, x1))..(x1 + pad(x0, x1)),
@@ -222,53 +212,16 @@ where
     Ok(())
 }
 
-/// Draws `text` with font8x8's glyphs at `scale` pixels per font pixel, top-left at `at`.
-fn bitmap_text<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    text: &str,
-    at: (i32, i32),
-    scale: i32,
-) -> anyhow::Result<()>
-where
-    DB::ErrorType: 'static,
-{
-    use font8x8::UnicodeFonts;
-    for (n, ch) in text.chars().enumerate() {
-        let glyph = font8x8::BASIC_FONTS.get(ch).unwrap_or([0; 8]);
-        for (row, bits) in glyph.iter().enumerate() {
-            for col in 0..8 {
-                if bits & (1 << col) == 0 {
-                    continue;
-                }
-                for dy in 0..scale {
-                    for dx in 0..scale {
-                        let x = at.0 + (n as i32 * 8 + col) * scale + dx;
-                        let y = at.1 + row as i32 * scale + dy;
-                        area.draw_pixel((x, y), &BLACK)
-                            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Writes `<stem>.png` and `<stem>.svg`; both carry the panel titles.
 pub fn write_map(stem: &Path, panels: &[Panel]) -> anyhow::Result<()> {
     let (w, h) = (520 * panels.len() as u32, 520);
     let png = stem.with_extension("png");
     draw(
-        BitMapBackend::new(&png, (w, h)).into_drawing_area(),
+        crate::plot_backend::TextBitmap::new(&png, (w, h)).into_drawing_area(),
         panels,
-        false,
     )?;
     let svg = stem.with_extension("svg");
-    draw(
-        SVGBackend::new(&svg, (w, h)).into_drawing_area(),
-        panels,
-        true,
-    )?;
+    draw(SVGBackend::new(&svg, (w, h)).into_drawing_area(), panels)?;
     Ok(())
 }
 

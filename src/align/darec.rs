@@ -183,6 +183,23 @@ impl Alignment for Darec {
         }
         p
     }
+    /// The language side's shared part `s = P_L^sh(e_L)`, mapped back through the
+    /// collaborative shared head `P_C^sh(e) = e W + b` by least squares (ridge 1e-6):
+    /// `e = (s - b) W^T (W W^T + 1e-6 I)^-1`. Without disentangling, `s` is aligned with
+    /// `e_C` directly and is returned as it is.
+    fn text_to_collaborative(&self, e_l: &Tensor) -> Result<Option<Tensor>> {
+        let s = self.l_shared.forward(e_l)?;
+        if !self.cfg.disentangle {
+            return Ok(Some(s));
+        }
+        let w = self.c_shared.weight.as_tensor().detach();
+        let d = w.dim(0)?;
+        let gram =
+            (w.matmul(&w.t()?)? + (Tensor::eye(d, candle_core::DType::F32, w.device())? * 1e-6)?)?;
+        let inv = super::inverse::inverse(&gram)?;
+        let centred = s.broadcast_sub(&self.c_shared.bias.as_tensor().detach())?;
+        Ok(Some(centred.matmul(&w.t()?)?.matmul(&inv)?))
+    }
     fn shared_space(&self, e_c: &Tensor, nodes: &[u32]) -> Result<Option<(Tensor, Tensor)>> {
         let idx = Tensor::from_slice(nodes, nodes.len(), e_c.device())?;
         let e_l = self.sem.all.index_select(&idx, 0)?;

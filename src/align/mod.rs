@@ -5,6 +5,7 @@
 
 pub mod darec;
 pub mod hungarian;
+pub mod inverse;
 pub mod kmeans;
 pub mod mlp;
 pub mod rlmrec_con;
@@ -174,6 +175,12 @@ pub trait Alignment: Send {
     /// The shared-space projections of both sides for the given nodes, for alignments
     /// that have one (DaRec): `(collaborative, language)`, each `[n, d]`.
     fn shared_space(&self, _e_c: &Tensor, _nodes: &[u32]) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(None)
+    }
+    /// Cold start: collaborative-space vectors `[n, d_out]` for users or items known only
+    /// by their semantic vectors `e_l` `[n, d_L]`, through the alignment's trained
+    /// language-side projection, for alignments that have one (RLMRec-Con, DaRec).
+    fn text_to_collaborative(&self, _e_l: &Tensor) -> Result<Option<Tensor>> {
         Ok(None)
     }
 }

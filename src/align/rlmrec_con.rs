@@ -86,6 +86,11 @@ impl Alignment for RlmrecCon {
         let loss = (total * (self.cfg.kd_weight / b.len() as f64))?;
         Ok(vec![LossTerm::new("kd", loss)])
     }
+    /// `f(e_L)`, the MLP that the contrastive loss pulls towards `e_C` (by cosine: the
+    /// direction is aligned, the norm is not; callers rescale).
+    fn text_to_collaborative(&self, e_l: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(self.mlp.forward(e_l)?))
+    }
 }
 
 /// Distinct ids in ascending order with how often each occurs.

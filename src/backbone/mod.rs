@@ -67,6 +67,19 @@ pub trait Backbone: Send {
     fn aux_losses(&self, _ego: &Tensor, _batch: &Batch, _rng: &mut Rng) -> Result<Vec<LossTerm>> {
         Ok(Vec::new())
     }
+    /// Fold-in: how a user who was not in training gets a final embedding from the items
+    /// they interacted with, in closed form and without retraining, prepared once from the
+    /// trained layer-0 embeddings `ego`. `None` (the default): the backbone has none, and
+    /// callers fit the user's vector against the fixed item embeddings instead.
+    fn fold_in(&self, _ego: &Tensor) -> Result<Option<Box<dyn FoldIn>>> {
+        Ok(None)
+    }
+}
+
+/// A prepared fold-in (see [`Backbone::fold_in`]).
+pub trait FoldIn: Send + Sync {
+    /// The final embedding of a new user who interacted with `items` (internal ids).
+    fn user(&self, items: &[u32]) -> Vec<f32>;
 }
 
 /// Builds the backbone named in the config.

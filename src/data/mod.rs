@@ -9,6 +9,7 @@
 pub mod delimited;
 pub mod error;
 pub mod graph;
+pub mod holdout;
 pub mod load;
 pub mod pickle;
 pub mod prepare;

@@ -24,3 +24,26 @@ pub use encoder::FastBert;
 pub use import::{import_vectors, read_matrix};
 pub use pipeline::{embed_profiles, partial_path, text_sha, CacheKey, EmbedOptions, PartialCache};
 pub use vectors::SemanticVectors;
+
+/// The embedder named by a command-line spec: `local:<dir>` (a sentence-transformer
+/// directory) or `openai:<url>#<model>` (with the client settings of `openai`). Returns the
+/// embedder and a short tag for file names.
+pub fn embedder_from_spec(
+    spec: &str,
+    openai: &crate::text::openai::OpenAiConfig,
+) -> anyhow::Result<(Box<dyn crate::text::TextEmbedder>, String)> {
+    if let Some(dir) = spec.strip_prefix("local:") {
+        let dir = std::path::PathBuf::from(dir);
+        let tag = dir
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "local".into());
+        Ok((Box::new(LocalEmbedder::load(&dir)?), tag))
+    } else if let Some(target) = spec.strip_prefix("openai:") {
+        let c = openai.with_target(target)?;
+        let tag = c.model.replace('/', "_");
+        Ok((Box::new(crate::text::openai::OpenAiEmbedder::new(c)?), tag))
+    } else {
+        anyhow::bail!("--embedder must be local:<dir> or openai:<url>#<model>, got `{spec}`")
+    }
+}

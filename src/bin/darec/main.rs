@@ -8,6 +8,8 @@ use darec::data::stats::stats;
 use darec::eval::markdown_table;
 use std::path::PathBuf;
 
+mod use_model;
+
 /// darec: recommenders aligned with language-model semantics (RLMRec, DaRec).
 #[derive(Parser)]
 #[command(version, about)]
@@ -163,6 +165,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = darec::plot::Projection::Tsne)]
         projection: darec::plot::Projection,
     },
+    #[command(flatten)]
+    Use(use_model::UseCommand),
     /// Inspect datasets.
     Data {
         #[command(subcommand)]
@@ -364,7 +368,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             set,
         } => {
-            use darec::text::embed::{embed_profiles, import_vectors, EmbedOptions, LocalEmbedder};
+            use darec::text::embed::{embed_profiles, import_vectors, EmbedOptions};
             use darec::text::profile::{self as prof, WriterKind};
             let cfg = dataset_config(&dataset, set)?;
             let ds = load_dataset(&cfg.data)?;
@@ -393,23 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let spec = embedder.unwrap_or_else(|| {
                     format!("local:{}", cache.join("models/all-MiniLM-L6-v2").display())
                 });
-                let (model, tag): (Box<dyn darec::text::TextEmbedder>, String) =
-                    if let Some(dir) = spec.strip_prefix("local:") {
-                        let dir = PathBuf::from(dir);
-                        let tag = dir
-                            .file_name()
-                            .map(|s| s.to_string_lossy().into_owned())
-                            .unwrap_or_else(|| "local".into());
-                        (Box::new(LocalEmbedder::load(&dir)?), tag)
-                    } else if let Some(target) = spec.strip_prefix("openai:") {
-                        let c = cfg.openai.with_target(target)?;
-                        let tag = c.model.replace('/', "_");
-                        (Box::new(darec::text::openai::OpenAiEmbedder::new(c)?), tag)
-                    } else {
-                        anyhow::bail!(
-                            "--embedder must be local:<dir> or openai:<url>#<model>, got `{spec}`"
-                        );
-                    };
+                let (model, tag) = darec::text::embed::embedder_from_spec(&spec, &cfg.openai)?;
                 let out = out.unwrap_or_else(|| {
                     cache.join("embeddings").join(format!(
                         "{}-{}-{tag}.safetensors",
@@ -453,6 +441,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             finish_embed(vectors, &out)?;
         }
+        Command::Use(cmd) => use_model::run(cmd)?,
         Command::Data {
             command: DataCommand::Stats { dataset, set },
         } => {

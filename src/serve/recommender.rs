@@ -1,0 +1,597 @@
+//! [`Recommender`]: a trained run loaded once and queried many times. Scores are
+//! `<e_u, e_i>` of the final embeddings, as in training and evaluation; a ranking never
+//! holds more than one user's scores.
+//!
+//! Items added from text (cold start) are kept in `<run>/added-items.jsonl` (id, text,
+//! method, vector), so `darec add-item` and `POST /items` survive restarts and later
+//! `darec recommend` calls see them; the run's own files are never changed.
+
+use super::cold_start::{self, ColdMethod, TextSide};
+use super::fold_in::{fit_user, FitOptions};
+use crate::backbone::FoldIn;
+use crate::config::Config;
+use crate::data::{Dataset, UserItems};
+use crate::eval::topk::TopK;
+use crate::train::Model;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// One recommended (or similar, or history) item.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Scored {
+    pub id: String,
+    pub title: String,
+    pub score: f32,
+}
+
+/// What can go wrong with a request: the caller's fault (unknown id, bad argument), or
+/// not (a model or file that cannot be read).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<candle_core::Error> for ServeError {
+    fn from(e: candle_core::Error) -> Self {
+        ServeError::Internal(e.into())
+    }
+}
+
+type Result<T> = std::result::Result<T, ServeError>;
+
+macro_rules! bad {
+    ($($t:tt)*) => { return Err(ServeError::BadRequest(format!($($t)*))) };
+}
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(ServeError::Internal(anyhow::anyhow!($($t)*))) };
+}
+
+/// A line of `added-items.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddedItem {
+    id: String,
+    text: String,
+    method: ColdMethod,
+    vector: Vec<f32>,
+}
+
+/// Settings for [`Recommender::load`].
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Embedder for texts (`local:<dir>` or `openai:<url>#<model>`); default: the local
+    /// model that made the run's semantic vectors, from the download cache.
+    pub embedder: Option<String>,
+    /// Semantic vectors of the run's users and items, for text-kNN when the run's config
+    /// names none (e.g. a plain backbone).
+    pub vectors: Option<PathBuf>,
+}
+
+/// How a new user's vector is made from their items.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FoldMethod {
+    /// The backbone's closed form where it has one (LightGCN), else `fit`.
+    Auto,
+    /// BPR-fit of the user's vector against the fixed item vectors.
+    Fit,
+}
+
+/// The largest `k` a request may ask for.
+pub const MAX_K: usize = 1000;
+
+pub struct Recommender {
+    pub run_dir: PathBuf,
+    pub cfg: Config,
+    /// `dataset backbone[+alignment] seed N`.
+    pub label: String,
+    pub dim: usize,
+    user_index: HashMap<String, u32>,
+    user_ids: Vec<String>,
+    item_index: HashMap<String, u32>,
+    item_ids: Vec<String>,
+    titles: Vec<String>,
+    users: Vec<f32>,
+    items: Vec<f32>,
+    /// Texts of the items added from text, by item index minus the trained items.
+    added_texts: Vec<String>,
+    n_trained_items: usize,
+    train: UserItems,
+    fold_in: Option<Box<dyn FoldIn>>,
+    /// The model, for the alignment's cold-start projection (used rarely, hence a lock).
+    model: Mutex<Model>,
+    text: Mutex<Option<TextSide>>,
+    options: LoadOptions,
+    mean_item_norm: f32,
+}
+
+/// `id -> index` of a list of ids.
+fn index(ids: &[String]) -> HashMap<String, u32> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, s)| (s.clone(), i as u32))
+        .collect()
+}
+
+fn host(t: &candle_core::Tensor) -> candle_core::Result<Vec<f32>> {
+    Ok(t.to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1()?)
+}
+
+impl Recommender {
+    /// Opens the run in `dir` (config, data set, model) and prepares every request.
+    pub fn load(dir: &Path, options: LoadOptions) -> anyhow::Result<Self> {
+        let (cfg, ds, model) = crate::pipeline::open_trained(dir)?;
+        Self::from_parts(dir, cfg, &ds, model, options)
+    }
+
+    /// Like [`load`](Self::load) from parts already in memory.
+    pub fn from_parts(
+        dir: &Path,
+        cfg: Config,
+        ds: &Dataset,
+        model: Model,
+        options: LoadOptions,
+    ) -> anyhow::Result<Self> {
+        let (u, i) = model.final_embeddings()?;
+        let dim = u.dim(1)?;
+        let ego = model.backbone.ego()?;
+        let fold_in = model.backbone.fold_in(&ego)?;
+        let describe = crate::text::profile::template::Describer::new(ds);
+        let titles: Vec<String> = (0..ds.n_items() as u32)
+            .map(|i| describe.item_label(i))
+            .collect();
+        let items = host(&i)?;
+        let mean_item_norm = items
+            .chunks_exact(dim)
+            .map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt())
+            .sum::<f32>()
+            / ds.n_items().max(1) as f32;
+        let mut r = Self {
+            run_dir: dir.to_path_buf(),
+            label: format!("{} {} seed {}", cfg.data.name, cfg.label(), cfg.train.seed),
+            cfg,
+            dim,
+            user_index: index(&ds.user_ids.external),
+            user_ids: ds.user_ids.external.clone(),
+            item_index: index(&ds.item_ids.external),
+            item_ids: ds.item_ids.external.clone(),
+            titles,
+            users: host(&u)?,
+            items,
+            added_texts: Vec::new(),
+            n_trained_items: ds.n_items(),
+            train: ds.user_items(&ds.train),
+            fold_in,
+            model: Mutex::new(model),
+            text: Mutex::new(None),
+            options,
+            mean_item_norm,
+        };
+        r.replay_added()?;
+        Ok(r)
+    }
+
+    pub fn n_users(&self) -> usize {
+        self.user_ids.len()
+    }
+    pub fn n_items(&self) -> usize {
+        self.item_ids.len()
+    }
+    /// Items added from text since training.
+    pub fn n_added(&self) -> usize {
+        self.item_ids.len() - self.n_trained_items
+    }
+
+    fn user(&self, id: &str) -> Result<u32> {
+        self.user_index.get(id).copied().ok_or_else(|| {
+            ServeError::NotFound(format!(
+                "unknown user `{id}` (the run has {} users, e.g. `{}`); for a new user give \
+                 the items they liked",
+                self.n_users(),
+                self.user_ids.first().map_or("", |s| s.as_str())
+            ))
+        })
+    }
+
+    fn item(&self, id: &str) -> Result<u32> {
+        self.item_index.get(id).copied().ok_or_else(|| {
+            ServeError::NotFound(format!(
+                "unknown item `{id}` (the run has {} items, e.g. `{}`)",
+                self.n_items(),
+                self.item_ids.first().map_or("", |s| s.as_str())
+            ))
+        })
+    }
+
+    fn check_k(&self, k: usize) -> Result<()> {
+        if k == 0 || k > MAX_K {
+            bad!("k must be between 1 and {MAX_K}, got {k}");
+        }
+        Ok(())
+    }
+
+    fn row<'a>(&self, table: &'a [f32], i: u32) -> &'a [f32] {
+        &table[i as usize * self.dim..(i as usize + 1) * self.dim]
+    }
+
+    fn scored(&self, i: u32, score: f32) -> Scored {
+        Scored {
+            id: self.item_ids[i as usize].clone(),
+            title: self.title(i),
+            score,
+        }
+    }
+
+    fn title(&self, i: u32) -> String {
+        match self.titles.get(i as usize) {
+            Some(t) => t.clone(),
+            None => self.added_texts[i as usize - self.n_trained_items].clone(),
+        }
+    }
+
+    /// The best `k` items for the vector `u`, without the items in `exclude`.
+    pub fn rank(&self, u: &[f32], exclude: &[u32], k: usize) -> Vec<Scored> {
+        let scores: Vec<f32> = self
+            .items
+            .chunks_exact(self.dim)
+            .map(|r| r.iter().zip(u).map(|(a, b)| a * b).sum())
+            .collect();
+        let mut masked = vec![false; scores.len()];
+        for &i in exclude {
+            if let Some(m) = masked.get_mut(i as usize) {
+                *m = true;
+            }
+        }
+        let mut top = Vec::with_capacity(k);
+        TopK::default().select(&scores, &masked, k, &mut top);
+        top.into_iter()
+            .map(|i| self.scored(i, scores[i as usize]))
+            .collect()
+    }
+
+    /// The training items of a known user.
+    pub fn history(&self, user: &str) -> Result<Vec<Scored>> {
+        let u = self.user(user)?;
+        let e = self.row(&self.users, u);
+        Ok(self
+            .train
+            .row(u)
+            .iter()
+            .map(|&i| {
+                let s = self
+                    .row(&self.items, i)
+                    .iter()
+                    .zip(e)
+                    .map(|(a, b)| a * b)
+                    .sum();
+                self.scored(i, s)
+            })
+            .collect())
+    }
+
+    /// Recommendations for a user of the run; training items are left out unless
+    /// `include_seen`.
+    pub fn recommend(&self, user: &str, k: usize, include_seen: bool) -> Result<Vec<Scored>> {
+        self.check_k(k)?;
+        let u = self.user(user)?;
+        let exclude = if include_seen {
+            &[][..]
+        } else {
+            self.train.row(u)
+        };
+        Ok(self.rank(self.row(&self.users, u), exclude, k))
+    }
+
+    /// The vector of a user who is not in the model, from the items they liked.
+    pub fn fold_in_vector(&self, liked: &[u32], method: FoldMethod) -> Vec<f32> {
+        match (&self.fold_in, method) {
+            (Some(f), FoldMethod::Auto)
+                if liked.iter().all(|&i| (i as usize) < self.n_trained_items) =>
+            {
+                f.user(liked)
+            }
+            _ => fit_user(&self.items, self.dim, liked, &FitOptions::default()),
+        }
+    }
+
+    /// Recommendations for a new user from the items they liked (fold-in; no retraining).
+    pub fn recommend_for_items(
+        &self,
+        liked: &[String],
+        k: usize,
+        method: FoldMethod,
+    ) -> Result<Vec<Scored>> {
+        self.check_k(k)?;
+        if liked.is_empty() {
+            bad!("give at least one item the new user liked");
+        }
+        let ids = liked
+            .iter()
+            .map(|s| self.item(s))
+            .collect::<Result<Vec<u32>>>()?;
+        let u = self.fold_in_vector(&ids, method);
+        Ok(self.rank(&u, &ids, k))
+    }
+
+    /// The `k` items nearest to `item` by cosine in the model's item space.
+    pub fn similar(&self, item: &str, k: usize) -> Result<Vec<Scored>> {
+        self.check_k(k)?;
+        let i = self.item(item)?;
+        let norm = |r: &[f32]| r.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        let q = self.row(&self.items, i);
+        let qn = norm(q);
+        let scores: Vec<f32> = self
+            .items
+            .chunks_exact(self.dim)
+            .map(|r| r.iter().zip(q).map(|(a, b)| a * b).sum::<f32>() / (norm(r) * qn))
+            .collect();
+        let mut masked = vec![false; scores.len()];
+        masked[i as usize] = true;
+        let mut top = Vec::with_capacity(k);
+        TopK::default().select(&scores, &masked, k, &mut top);
+        Ok(top
+            .into_iter()
+            .map(|j| self.scored(j, scores[j as usize]))
+            .collect())
+    }
+
+    /// Loads (once) what cold start needs: the embedder and the items' semantic vectors.
+    fn with_text<T>(&self, f: impl FnOnce(&TextSide) -> Result<T>) -> Result<T> {
+        let mut guard = self.text.lock().expect("text side lock");
+        if guard.is_none() {
+            *guard = Some(self.load_text_side()?);
+        }
+        f(guard.as_ref().expect("just loaded"))
+    }
+
+    fn load_text_side(&self) -> Result<TextSide> {
+        let path = match (&self.options.vectors, &self.cfg.align.vectors) {
+            (Some(p), _) => p.clone(),
+            (None, Some(p)) => crate::config::resolve_cache_path(p),
+            (None, None) => bail!(
+                "{}: cold start needs the run's semantic vectors: the run has no \
+                 align.vectors; pass --vectors <file from darec embed>",
+                self.run_dir.display()
+            ),
+        };
+        let v = crate::text::embed::SemanticVectors::load(&path).map_err(anyhow::Error::from)?;
+        if v.n_items != self.n_trained_items {
+            bail!(
+                "{}: vectors for {} items, but the run has {}",
+                path.display(),
+                v.n_items,
+                self.n_trained_items
+            );
+        }
+        let spec = match &self.options.embedder {
+            Some(s) => s.clone(),
+            None => {
+                let dir = crate::config::cache_dir().join("models").join(&v.model);
+                if !dir.is_dir() {
+                    bail!(
+                        "cold start embeds the text with `{}`, the model of {}, but {} does \
+                         not exist: pass --embedder local:<dir> or openai:<url>#<model>",
+                        v.model,
+                        path.display(),
+                        dir.display()
+                    );
+                }
+                format!("local:{}", dir.display())
+            }
+        };
+        let (embedder, _) = crate::text::embed::embedder_from_spec(&spec, &self.cfg.openai)?;
+        let mut item_sem = v.items;
+        cold_start::normalize_rows(&mut item_sem, v.dim);
+        Ok(TextSide {
+            embedder,
+            item_sem,
+            dim: v.dim,
+        })
+    }
+
+    /// Collaborative vectors for texts (cold start), by `method`; `None` picks the
+    /// alignment's projection where the run has one, else text-kNN. Returns the vectors
+    /// and the method used.
+    pub fn cold_vectors(
+        &self,
+        texts: &[String],
+        method: Option<ColdMethod>,
+    ) -> Result<(Vec<Vec<f32>>, ColdMethod)> {
+        if let Some(t) = texts.iter().find(|t| t.trim().is_empty()) {
+            bad!(
+                "an item's text is empty{}",
+                if t.is_empty() { "" } else { " (only spaces)" }
+            );
+        }
+        let (e_l, dl) = self.with_text(|t| {
+            let mut e = t.embedder.embed(texts)?;
+            if e.iter().any(|v| v.len() != t.dim) {
+                bail!(
+                    "the embedder returned vectors of another width than the run's {}",
+                    t.dim
+                );
+            }
+            e.iter_mut()
+                .for_each(|v| cold_start::normalize_rows(v, t.dim));
+            Ok((e, t.dim))
+        })?;
+        let projected = if method == Some(ColdMethod::TextKnn) {
+            None
+        } else {
+            let flat: Vec<f32> = e_l.concat();
+            let t =
+                candle_core::Tensor::from_vec(flat, (texts.len(), dl), &candle_core::Device::Cpu)?;
+            let model = self.model.lock().expect("model lock");
+            model
+                .align
+                .text_to_collaborative(&t.to_device(model.device())?)?
+                .map(|p| host(&p))
+                .transpose()?
+        };
+        match (projected, method) {
+            (Some(p), _) => {
+                let mut out: Vec<Vec<f32>> = p.chunks_exact(self.dim).map(|r| r.to_vec()).collect();
+                out.iter_mut()
+                    .for_each(|v| cold_start::rescale(v, self.mean_item_norm));
+                Ok((out, ColdMethod::Alignment))
+            }
+            (None, Some(ColdMethod::Alignment)) => bad!(
+                "alignment `{}` has no language-side projection into the collaborative space \
+                 (RLMRec-Con and DaRec have one); use text-knn",
+                self.cfg.align.kind.as_str()
+            ),
+            (None, _) => self.with_text(|t| {
+                let trained = &self.items[..self.n_trained_items * self.dim];
+                let out = e_l
+                    .iter()
+                    .map(|q| {
+                        cold_start::text_knn(
+                            q,
+                            &t.item_sem,
+                            t.dim,
+                            trained,
+                            self.dim,
+                            cold_start::KNN,
+                        )
+                    })
+                    .collect();
+                Ok((out, ColdMethod::TextKnn))
+            }),
+        }
+    }
+
+    /// Makes the vector of an item known only by its text (cold start), without adding
+    /// it: the slow part (embedding), which needs no exclusive access. `id` defaults to
+    /// `new-<n>`; an id already in use is an error.
+    pub fn prepare_item(
+        &self,
+        id: Option<&str>,
+        text: &str,
+        method: Option<ColdMethod>,
+    ) -> Result<AddedItem> {
+        let id = match id {
+            Some(s) if s.trim().is_empty() => bad!("the item id is empty"),
+            Some(s) => s.to_string(),
+            None => {
+                let mut n = self.n_added() + 1;
+                while self.item_index.contains_key(&format!("new-{n}")) {
+                    n += 1;
+                }
+                format!("new-{n}")
+            }
+        };
+        if self.item_index.contains_key(&id) {
+            bad!("item `{id}` already exists");
+        }
+        let (mut v, used) = self.cold_vectors(&[text.to_string()], method)?;
+        Ok(AddedItem {
+            id,
+            text: text.to_string(),
+            method: used,
+            vector: v.pop().expect("one text, one vector"),
+        })
+    }
+
+    /// Adds a prepared item and keeps it in `added-items.jsonl`; returns its id and the
+    /// method that made its vector.
+    pub fn commit_item(&mut self, item: AddedItem) -> Result<(String, ColdMethod)> {
+        if self.item_index.contains_key(&item.id) {
+            bad!("item `{}` already exists", item.id);
+        }
+        let path = self.run_dir.join("added-items.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
+        use std::io::Write;
+        writeln!(
+            f,
+            "{}",
+            serde_json::to_string(&item).map_err(anyhow::Error::from)?
+        )
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+        let out = (item.id.clone(), item.method);
+        self.push_item(item);
+        Ok(out)
+    }
+
+    /// [`prepare_item`](Self::prepare_item) then [`commit_item`](Self::commit_item).
+    pub fn add_item(
+        &mut self,
+        id: Option<&str>,
+        text: &str,
+        method: Option<ColdMethod>,
+    ) -> Result<(String, ColdMethod)> {
+        let item = self.prepare_item(id, text, method)?;
+        self.commit_item(item)
+    }
+
+    fn push_item(&mut self, a: AddedItem) {
+        self.item_index
+            .insert(a.id.clone(), self.item_ids.len() as u32);
+        self.item_ids.push(a.id);
+        self.items.extend_from_slice(&a.vector);
+        self.added_texts.push(a.text);
+    }
+
+    /// Re-adds the items of `added-items.jsonl` (a torn last line is ignored).
+    fn replay_added(&mut self) -> Result<()> {
+        let path = self.run_dir.join("added-items.jsonl");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(());
+        };
+        for (n, line) in text.lines().enumerate() {
+            let Ok(a) = serde_json::from_str::<AddedItem>(line) else {
+                if n + 1 == text.lines().count() {
+                    break;
+                }
+                bail!("{}:{}: not an added item", path.display(), n + 1);
+            };
+            if a.vector.len() != self.dim || a.vector.iter().any(|x| !x.is_finite()) {
+                bail!(
+                    "{}:{}: vector of item `{}` is not {} finite numbers",
+                    path.display(),
+                    n + 1,
+                    a.id,
+                    self.dim
+                );
+            }
+            if !self.item_index.contains_key(&a.id) {
+                self.push_item(a);
+            }
+        }
+        Ok(())
+    }
+
+    /// The trained model's final user vector of `user` and the item table (for explain).
+    pub(crate) fn parts(&self) -> (&[f32], &[f32], usize, &UserItems) {
+        (&self.users, &self.items, self.dim, &self.train)
+    }
+    pub(crate) fn user_id(&self, id: &str) -> Result<u32> {
+        self.user(id)
+    }
+    pub(crate) fn item_scored(&self, i: u32, score: f32) -> Scored {
+        self.scored(i, score)
+    }
+    pub(crate) fn model(&self) -> std::sync::MutexGuard<'_, Model> {
+        self.model.lock().expect("model lock")
+    }
+    /// External ids of users and items (trained items first, then added ones).
+    pub fn ids(&self) -> (&[String], &[String]) {
+        (&self.user_ids, &self.item_ids)
+    }
+    /// Final user and item vectors, row-major.
+    pub fn vectors(&self) -> (&[f32], &[f32]) {
+        (&self.users, &self.items)
+    }
+}

@@ -1,0 +1,571 @@
+//! Serving (issue 14), end to end: a small LightGCN + RLMRec-Con run on the clustered data
+//! with MiniLM vectors, served on 127.0.0.1; every endpoint is called over real TCP and
+//! checked against `darec recommend` / `darec similar`; every bad request gets a 4xx with
+//! a JSON message; the binary shuts down cleanly on SIGTERM; items added from text are kept.
+
+#[path = "support/clustered.rs"]
+mod clustered;
+#[path = "support/inputs.rs"]
+mod inputs;
+
+use darec::config::Config;
+use darec::data::load::load_dataset;
+use darec::serve::http::{router, ServeOptions};
+use darec::serve::{LoadOptions, Recommender};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The trained run every test serves (made once), or None when MiniLM is not fetched.
+fn run_dir() -> Option<&'static PathBuf> {
+    static RUN: OnceLock<Option<PathBuf>> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let model = inputs::cached("models/all-MiniLM-L6-v2")?;
+        let dir = std::env::temp_dir().join(format!("darec-serve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = clustered::write_clustered(&dir, 2, true);
+        let base = vec![
+            "data.name=\"clustered\"".to_string(),
+            "data.format=\"delimited\"".into(),
+            format!("data.path=\"{}\"", data.display()),
+            "data.delimited.rating_col=2".into(),
+            "model.dim=16".into(),
+            "model.layers=2".into(),
+            "train.batch_size=256".into(),
+            "train.max_epochs=6".into(),
+            "train.lr=0.01".into(),
+            "train.progress=false".into(),
+        ];
+        let cfg = Config::load(None, &base).unwrap();
+        let ds = load_dataset(&cfg.data).unwrap();
+        // semantic vectors: MiniLM embeddings of short texts naming each item's group
+        let emb = darec::text::embed::LocalEmbedder::load(&model).unwrap();
+        use darec::text::TextEmbedder;
+        let genre = [
+            "space adventure",
+            "romantic comedy",
+            "war drama",
+            "animated family film",
+        ];
+        let item_text: Vec<String> = ds
+            .item_ids
+            .external
+            .iter()
+            .map(|e| {
+                let i: usize = e[1..].parse().unwrap();
+                format!("a {} number {i}", genre[i / 20])
+            })
+            .collect();
+        let user_text: Vec<String> = (0..ds.n_users()).map(|u| format!("a viewer {u}")).collect();
+        let flat = |v: Vec<Vec<f32>>| v.concat();
+        let vectors = darec::text::embed::SemanticVectors {
+            users: flat(emb.embed(&user_text).unwrap()),
+            items: flat(emb.embed(&item_text).unwrap()),
+            n_users: ds.n_users(),
+            n_items: ds.n_items(),
+            dim: emb.dim(),
+            model: "all-MiniLM-L6-v2".into(),
+            source: "test".into(),
+        };
+        let vpath = dir.join("vectors.safetensors");
+        vectors.save(&vpath).unwrap();
+        let mut set = base;
+        set.push("align.kind=\"rlmrec_con\"".into());
+        set.push(format!("align.vectors=\"{}\"", vpath.display()));
+        let cfg = Config::load(None, &set).unwrap();
+        let run = dir.join("run");
+        darec::pipeline::train_on(&cfg, &ds, Some(run.clone())).unwrap();
+        Some(run)
+    })
+    .as_ref()
+}
+
+fn load(run: &Path) -> Recommender {
+    Recommender::load(
+        run,
+        LoadOptions {
+            embedder: Some(format!(
+                "local:{}",
+                inputs::cache_dir()
+                    .join("models/all-MiniLM-L6-v2")
+                    .display()
+            )),
+            vectors: None,
+        },
+    )
+    .unwrap()
+}
+
+/// A server on 127.0.0.1 (a free port) on its own runtime; dropped with the test.
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(rec: Recommender, options: ServeOptions) -> Self {
+        let (tx_addr, rx_addr) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx_addr.send(l.local_addr().unwrap()).unwrap();
+                darec::serve::http::serve_on(l, rec, options, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        Self {
+            addr: rx_addr.recv().unwrap(),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection: (status, body).
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    read_response(&mut s)
+}
+
+fn read_response(s: &mut TcpStream) -> (u16, String) {
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status: u16 = text[9..12].parse().unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (len, rest) = s.split_once("\r\n").unwrap();
+        let n = usize::from_str_radix(len.trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// `darec <args>` with the run's CLI, as JSON.
+fn cli_json(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_darec"))
+        .args(["--log", "warn"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&String::from_utf8_lossy(&out.stdout))
+}
+
+#[test]
+fn every_endpoint_answers_as_the_cli_does() {
+    let Some(run) = run_dir() else { return };
+    let srv = Server::start(load(run), ServeOptions::default());
+    let a = srv.addr;
+    let r = run.to_str().unwrap();
+
+    let (st, body) = http(a, "GET", "/health", None);
+    assert_eq!(st, 200, "{body}");
+    let h = json(&body);
+    assert_eq!(
+        (h["users"].as_u64(), h["items"].as_u64()),
+        (Some(120), Some(80))
+    );
+    assert!(h["model"].as_str().unwrap().contains("lightgcn+rlmrec_con"));
+
+    // GET /recommend == darec recommend --json
+    let (st, body) = http(a, "GET", "/recommend?user=u3&k=10", None);
+    assert_eq!(st, 200, "{body}");
+    let got = json(&body)["items"].clone();
+    assert_eq!(
+        got,
+        cli_json(&[
+            "recommend",
+            "--run",
+            r,
+            "--user",
+            "u3",
+            "--k",
+            "10",
+            "--json"
+        ])
+    );
+    assert_eq!(got.as_array().unwrap().len(), 10);
+    // training items are left out unless asked for
+    let (_, hist) = http(a, "GET", "/history?user=u3", None);
+    let seen: Vec<String> = json(&hist)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!seen.is_empty());
+    assert!(got
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|x| !seen.contains(&x["id"].as_str().unwrap().to_string())));
+    let (_, all) = http(a, "GET", "/recommend?user=u3&k=80&include_seen=true", None);
+    assert_eq!(json(&all)["items"].as_array().unwrap().len(), 80);
+
+    // POST /recommend (fold-in) == darec recommend --items
+    let (st, body) = http(
+        a,
+        "POST",
+        "/recommend",
+        Some(r#"{"items": ["i1", "i2", "i5"], "k": 5}"#),
+    );
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        json(&body)["items"],
+        cli_json(&[
+            "recommend",
+            "--run",
+            r,
+            "--items",
+            "i1,i2,i5",
+            "--k",
+            "5",
+            "--json"
+        ])
+    );
+
+    // GET /similar == darec similar
+    let (st, body) = http(a, "GET", "/similar?item=i7&k=5", None);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        json(&body)["items"],
+        cli_json(&["similar", "--run", r, "--item", "i7", "--k", "5", "--json"])
+    );
+
+    let (st, body) = http(a, "GET", "/explain?user=u3&k=3", None);
+    assert_eq!(st, 200, "{body}");
+    let e = json(&body);
+    assert_eq!(e["recommendations"].as_array().unwrap().len(), 3);
+    assert!(!e["recommendations"][0]["because"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    let (st, body) = http(a, "GET", "/openapi.json", None);
+    assert_eq!(st, 200);
+    assert!(json(&body)["paths"]["/recommend"]["post"].is_object());
+    let (st, body) = http(a, "GET", "/", None);
+    assert_eq!(st, 200);
+    assert!(body.contains("<title>darec</title>"));
+    let (st, body) = http(a, "GET", "/metrics", None);
+    assert_eq!(st, 200);
+    assert!(
+        body.contains("darec_requests_total{route=\"/recommend\",status=\"200\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains("darec_request_duration_seconds_bucket{route=\"/similar\",le=\"+Inf\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("darec_items 80"));
+}
+
+#[test]
+fn bad_requests_get_a_4xx_with_a_json_message() {
+    let Some(run) = run_dir() else { return };
+    let srv = Server::start(
+        load(run),
+        ServeOptions {
+            request_timeout: Duration::from_secs(1),
+        },
+    );
+    let a = srv.addr;
+    let big = format!(r#"{{"items": ["{}"]}}"#, "x".repeat(70_000));
+    let cases: Vec<(&str, &str, Option<&str>, u16, &str)> = vec![
+        (
+            "GET",
+            "/recommend?user=nobody",
+            None,
+            404,
+            "unknown user `nobody`",
+        ),
+        (
+            "GET",
+            "/recommend?user=u3&k=0",
+            None,
+            400,
+            "k must be between 1 and 1000",
+        ),
+        (
+            "GET",
+            "/recommend?user=u3&k=5000",
+            None,
+            400,
+            "k must be between",
+        ),
+        ("GET", "/recommend?user=u3&k=abc", None, 400, "bad query"),
+        ("GET", "/recommend", None, 400, "bad query"),
+        (
+            "GET",
+            "/similar?item=i999",
+            None,
+            404,
+            "unknown item `i999`",
+        ),
+        ("GET", "/history?user=", None, 404, "unknown user"),
+        (
+            "POST",
+            "/recommend",
+            Some("{\"items\": [\"i1\""),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "POST",
+            "/recommend",
+            Some("not json"),
+            400,
+            "malformed JSON",
+        ),
+        (
+            "POST",
+            "/recommend",
+            Some(r#"{"items": []}"#),
+            400,
+            "at least one item",
+        ),
+        (
+            "POST",
+            "/recommend",
+            Some(r#"{"items": ["i1"], "kk": 3}"#),
+            422,
+            "unknown field",
+        ),
+        (
+            "POST",
+            "/recommend",
+            Some(r#"{"items": ["nope"]}"#),
+            404,
+            "unknown item",
+        ),
+        (
+            "POST",
+            "/recommend",
+            Some(&big),
+            413,
+            "larger than 65536 bytes",
+        ),
+        (
+            "POST",
+            "/items",
+            Some(r#"{"text": "   "}"#),
+            400,
+            "text is empty",
+        ),
+        (
+            "POST",
+            "/items",
+            Some(r#"{"text": "x", "id": "i1"}"#),
+            400,
+            "already exists",
+        ),
+        ("GET", "/nowhere", None, 404, "no such route"),
+    ];
+    for (method, path, body, want, msg) in cases {
+        let (st, text) = http(a, method, path, body);
+        assert_eq!(st, want, "{method} {path}: {text}");
+        let e = json(&text);
+        assert!(
+            e["error"].as_str().unwrap_or("").contains(msg),
+            "{method} {path}: `{}` lacks `{msg}`",
+            e["error"]
+        );
+    }
+    // a slow client: headers, then a body that never comes
+    let mut s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"POST /recommend HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"items\"")
+        .unwrap();
+    let t = std::time::Instant::now();
+    let (st, text) = read_response(&mut s);
+    assert_eq!(st, 408, "{text}");
+    assert!(json(&text)["error"]
+        .as_str()
+        .unwrap()
+        .contains("not complete within 1 s"));
+    assert!(t.elapsed() < Duration::from_secs(10));
+    // and the server still answers
+    assert_eq!(http(a, "GET", "/health", None).0, 200);
+}
+
+#[test]
+fn concurrent_requests_all_succeed_and_agree() {
+    let Some(run) = run_dir() else { return };
+    let srv = Server::start(load(run), ServeOptions::default());
+    let a = srv.addr;
+    let (_, want) = http(a, "GET", "/recommend?user=u7&k=20", None);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let want = want.clone();
+            std::thread::spawn(move || {
+                for _ in 0..40 {
+                    let (st, body) = http(a, "GET", "/recommend?user=u7&k=20", None);
+                    assert_eq!(st, 200);
+                    assert_eq!(body, want);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn items_added_from_text_are_recommendable_and_kept() {
+    let Some(run) = run_dir() else { return };
+    // a copy of the run, so the other tests' item counts stay
+    let copy = run.with_file_name("run-added");
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::create_dir_all(&copy).unwrap();
+    for e in std::fs::read_dir(run).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+        }
+    }
+    let srv = Server::start(load(&copy), ServeOptions::default());
+    let a = srv.addr;
+    let (st, body) = http(
+        a,
+        "POST",
+        "/items",
+        Some(r#"{"text": "a space adventure number 99", "id": "new-space"}"#),
+    );
+    assert_eq!(st, 201, "{body}");
+    assert_eq!(json(&body)["method"], "alignment");
+    let (st, body) = http(
+        a,
+        "POST",
+        "/items",
+        Some(r#"{"text": "a war drama number 98", "method": "text-knn"}"#),
+    );
+    assert_eq!(st, 201, "{body}");
+    assert_eq!(json(&body)["id"], "new-2");
+    assert_eq!(json(&body)["method"], "text-knn");
+    // text-kNN puts the war drama among the war dramas (items 40..59)
+    let (st, body) = http(a, "GET", "/similar?item=new-2&k=5", None);
+    assert_eq!(st, 200, "{body}");
+    let near: Vec<usize> = json(&body)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|x| x["id"].as_str().unwrap().strip_prefix('i')?.parse().ok())
+        .collect();
+    assert!(
+        near.iter().filter(|&&i| (40..60).contains(&i)).count() >= 4,
+        "{near:?}"
+    );
+    let (_, h) = http(a, "GET", "/health", None);
+    assert_eq!(json(&h)["items"], 82);
+    let (_, all) = http(a, "GET", "/recommend?user=u0&k=1000", None);
+    assert!(all.contains("new-space"));
+    drop(srv);
+    // kept across restarts
+    let again = load(&copy);
+    assert_eq!((again.n_items(), again.n_added()), (82, 2));
+    assert_eq!(again.similar("new-space", 3).unwrap().len(), 3);
+}
+
+#[test]
+fn the_binary_serves_and_stops_cleanly_on_sigterm() {
+    let Some(run) = run_dir() else { return };
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_darec"))
+        .args([
+            "--log",
+            "warn",
+            "serve",
+            "--run",
+            run.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_else(|| panic!("no address in `{line}`"))
+        .parse()
+        .unwrap();
+    assert_eq!(http(addr, "GET", "/health", None).0, 200);
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("stopped"), "{rest}");
+    assert!(TcpStream::connect(addr).is_err(), "the port is closed");
+}
+
+#[test]
+fn router_builds_without_a_socket() {
+    // the app can be embedded in another axum server
+    let Some(run) = run_dir() else { return };
+    let (_router, app) = router(load(run), ServeOptions::default());
+    assert_eq!(app.rec.read().unwrap().n_users(), 120);
+}
