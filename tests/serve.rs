@@ -569,3 +569,59 @@ fn router_builds_without_a_socket() {
     let (_router, app) = router(load(run), ServeOptions::default());
     assert_eq!(app.rec.read().unwrap().n_users(), 120);
 }
+
+/// The HTML page in a real headless browser: it must render the user's history and
+/// recommendations with titles (the JSON API checked above, through the page's script).
+/// Needs Debian's `chromium` (CI installs it); elsewhere the test says it skipped.
+#[test]
+fn the_page_shows_history_and_recommendations_in_a_real_browser() {
+    let Some(run) = run_dir() else { return };
+    let Some(chromium) = ["chromium", "chromium-browser"].iter().find(|c| {
+        std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        if std::env::var_os("CI").is_some() {
+            panic!("chromium is not installed: .ci/run installs it");
+        }
+        println!("SKIPPED the_page_shows_history_and_recommendations_in_a_real_browser: no chromium (apt-get install chromium)");
+        return;
+    };
+    let srv = Server::start(load(run), ServeOptions::default());
+    let profile = std::env::temp_dir().join(format!("darec-chromium-{}", std::process::id()));
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("http://{}/?user=u3", srv.addr))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let (_, hist) = http(srv.addr, "GET", "/history?user=u3", None);
+    let (_, recs) = http(srv.addr, "GET", "/recommend?user=u3&k=20", None);
+    for list in [hist, recs] {
+        for item in json(&list)["items"].as_array().unwrap() {
+            let title = item["title"].as_str().unwrap();
+            assert!(
+                dom.contains(&format!("<li>{title}")),
+                "`{title}` not on the page:\n{dom}"
+            );
+        }
+    }
+    assert!(
+        dom.contains("lightgcn+rlmrec_con"),
+        "model line missing:\n{dom}"
+    );
+    let _ = std::fs::remove_dir_all(profile);
+}

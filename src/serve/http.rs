@@ -6,7 +6,7 @@
 //! body slowly (408). SIGINT and SIGTERM stop the server after the requests in flight.
 //!
 //! Routes: `GET /recommend?user=&k=&include_seen=`, `POST /recommend` `{"items": [..],
-//! "k": .., "method": "auto"|"fit"}` (fold-in), `GET /similar?item=&k=`, `GET
+//! "k": .., "method": "auto"|"fit"|"closed"}` (fold-in), `GET /similar?item=&k=`, `GET
 //! /history?user=`, `GET /explain?user=&k=`, `POST /items` `{"text": .., "id": ..,
 //! "method": "alignment"|"text-knn"}` (cold start), `GET /health`, `GET /metrics`
 //! (Prometheus), `GET /openapi.json`, `GET /` (an HTML page to look users up).
