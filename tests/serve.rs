@@ -280,6 +280,28 @@ fn every_endpoint_answers_as_the_cli_does() {
         ])
     );
 
+    // POST /recommend with a text (cold-start user) == darec recommend --text
+    let (st, body) = http(
+        a,
+        "POST",
+        "/recommend",
+        Some(r#"{"text": "someone who loves romantic comedies", "k": 5}"#),
+    );
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        json(&body)["items"],
+        cli_json(&[
+            "recommend",
+            "--run",
+            r,
+            "--text",
+            "someone who loves romantic comedies",
+            "--k",
+            "5",
+            "--json"
+        ])
+    );
+
     // GET /similar == darec similar
     let (st, body) = http(a, "GET", "/similar?item=i7&k=5", None);
     assert_eq!(st, 200, "{body}");
@@ -414,6 +436,20 @@ fn bad_requests_get_a_4xx_with_a_json_message() {
             Some(r#"{"text": "x", "id": "i1"}"#),
             400,
             "already exists",
+        ),
+        (
+            "POST",
+            "/recommend",
+            Some(r#"{"text": "x", "items": ["i1"]}"#),
+            400,
+            "not both",
+        ),
+        (
+            "POST",
+            "/recommend",
+            Some(r#"{"items": ["i1"], "method": "magic"}"#),
+            400,
+            "unknown method `magic`",
         ),
         ("GET", "/nowhere", None, 404, "no such route"),
     ];

@@ -38,11 +38,19 @@ impl ColdMethod {
 pub const KNN: usize = 20;
 
 /// What cold start needs besides the model: the embedder of the run's vectors and the
-/// trained items' semantic vectors, L2-normalised, row-major `[n_items, dim]`.
+/// trained users' and items' semantic vectors, L2-normalised, row-major `[n, dim]`.
 pub struct TextSide {
     pub embedder: Box<dyn TextEmbedder>,
+    pub user_sem: Vec<f32>,
     pub item_sem: Vec<f32>,
     pub dim: usize,
+}
+
+/// Whether a text describes an item or a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    User,
+    Item,
 }
 
 /// L2-normalises each `d`-row in place (zero rows stay zero).

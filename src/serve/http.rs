@@ -5,7 +5,7 @@
 //! 64 KiB (413), requests not complete within the timeout, e.g. a client that sends its
 //! body slowly (408). SIGINT and SIGTERM stop the server after the requests in flight.
 //!
-//! Routes: `GET /recommend?user=&k=&include_seen=`, `POST /recommend` `{"items": [..],
+//! Routes: `GET /recommend?user=&k=&include_seen=`, `POST /recommend` `{"items": [..] or "text": ..,
 //! "k": .., "method": "auto"|"fit"|"closed"}` (fold-in), `GET /similar?item=&k=`, `GET
 //! /history?user=`, `GET /explain?user=&k=`, `POST /items` `{"text": .., "id": ..,
 //! "method": "alignment"|"text-knn"}` (cold start), `GET /health`, `GET /metrics`
@@ -111,12 +111,16 @@ struct ItemQuery {
     k: Option<usize>,
 }
 
+/// A new user: the items they liked (fold-in), or a text about them (cold start).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FoldBody {
+struct NewUser {
+    #[serde(default)]
     items: Vec<String>,
+    text: Option<String>,
     k: Option<usize>,
-    method: Option<FoldMethod>,
+    /// `auto`, `fit`, `closed` for items; `alignment`, `text-knn` for a text.
+    method: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -151,17 +155,50 @@ async fn recommend_get(
     }))
 }
 
+fn parse_method<T: clap::ValueEnum>(m: &Option<String>) -> Result<Option<T>, ApiError> {
+    m.as_deref()
+        .map(|s| {
+            T::from_str(s, false).map_err(|_| {
+                let known: Vec<String> = T::value_variants()
+                    .iter()
+                    .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+                    .collect();
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown method `{s}` (one of {})", known.join(", ")),
+                )
+            })
+        })
+        .transpose()
+}
+
 async fn recommend_post(
     State(app): State<Arc<App>>,
-    body: Result<Json<FoldBody>, JsonRejection>,
+    body: Result<Json<NewUser>, JsonRejection>,
 ) -> Answer<Ranked> {
     let Json(b) = body?;
-    let items = read(&app).recommend_for_items(
-        &b.items,
-        b.k.unwrap_or(DEFAULT_K),
-        b.method.unwrap_or(FoldMethod::Auto),
-    )?;
-    Ok(Json(Ranked { user: None, items }))
+    let k = b.k.unwrap_or(DEFAULT_K);
+    match (&b.text, b.items.is_empty()) {
+        (Some(_), false) => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "give either `items` (fold-in) or `text` (cold start), not both".into(),
+        )),
+        (Some(text), true) => {
+            let method = parse_method::<ColdMethod>(&b.method)?;
+            let (text, app2) = (text.clone(), app.clone());
+            let (items, _) = tokio::task::spawn_blocking(move || {
+                read(&app2).recommend_for_text(&text, k, method)
+            })
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+            Ok(Json(Ranked { user: None, items }))
+        }
+        (None, _) => {
+            let method = parse_method::<FoldMethod>(&b.method)?.unwrap_or(FoldMethod::Auto);
+            let items = read(&app).recommend_for_items(&b.items, k, method)?;
+            Ok(Json(Ranked { user: None, items }))
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -6,7 +6,7 @@
 //! method, vector), so `darec add-item` and `POST /items` survive restarts and later
 //! `darec recommend` calls see them; the run's own files are never changed.
 
-use super::cold_start::{self, ColdMethod, TextSide};
+use super::cold_start::{self, ColdMethod, Side, TextSide};
 use super::fold_in::{fit_user, fit_user_from, FitOptions};
 use crate::backbone::FoldIn;
 use crate::config::Config;
@@ -114,6 +114,7 @@ pub struct Recommender {
     text: Mutex<Option<TextSide>>,
     options: LoadOptions,
     mean_item_norm: f32,
+    mean_user_norm: f32,
 }
 
 /// `id -> index` of a list of ids.
@@ -154,11 +155,14 @@ impl Recommender {
             .map(|i| describe.item_label(i))
             .collect();
         let items = host(&i)?;
-        let mean_item_norm = items
-            .chunks_exact(dim)
-            .map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt())
-            .sum::<f32>()
-            / ds.n_items().max(1) as f32;
+        let users = host(&u)?;
+        let mean_norm = |t: &[f32]| {
+            t.chunks_exact(dim)
+                .map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt())
+                .sum::<f32>()
+                / (t.len() / dim).max(1) as f32
+        };
+        let (mean_item_norm, mean_user_norm) = (mean_norm(&items), mean_norm(&users));
         let mut r = Self {
             run_dir: dir.to_path_buf(),
             label: format!("{} {} seed {}", cfg.data.name, cfg.label(), cfg.train.seed),
@@ -169,7 +173,7 @@ impl Recommender {
             item_index: index(&ds.item_ids.external),
             item_ids: ds.item_ids.external.clone(),
             titles,
-            users: host(&u)?,
+            users,
             items,
             added_texts: Vec::new(),
             n_trained_items: ds.n_items(),
@@ -179,6 +183,7 @@ impl Recommender {
             text: Mutex::new(None),
             options,
             mean_item_norm,
+            mean_user_norm,
         };
         r.replay_added()?;
         Ok(r)
@@ -402,26 +407,50 @@ impl Recommender {
             }
         };
         let (embedder, _) = crate::text::embed::embedder_from_spec(&spec, &self.cfg.openai)?;
-        let mut item_sem = v.items;
+        let (mut user_sem, mut item_sem) = (v.users, v.items);
+        cold_start::normalize_rows(&mut user_sem, v.dim);
         cold_start::normalize_rows(&mut item_sem, v.dim);
         Ok(TextSide {
             embedder,
+            user_sem,
             item_sem,
             dim: v.dim,
         })
     }
 
-    /// Collaborative vectors for texts (cold start), by `method`; `None` picks the
-    /// alignment's projection where the run has one, else text-kNN. Returns the vectors
-    /// and the method used.
+    /// Collaborative vectors for item texts (cold start); see [`Self::cold_vectors_for`].
     pub fn cold_vectors(
         &self,
         texts: &[String],
         method: Option<ColdMethod>,
     ) -> Result<(Vec<Vec<f32>>, ColdMethod)> {
+        self.cold_vectors_for(Side::Item, texts, method)
+    }
+
+    /// Collaborative vectors for texts of items or users (cold start), by `method`;
+    /// `None` picks the alignment's projection where the run has one, else text-kNN (over
+    /// the trained items, or users). Returns the vectors and the method used.
+    pub fn cold_vectors_for(
+        &self,
+        side: Side,
+        texts: &[String],
+        method: Option<ColdMethod>,
+    ) -> Result<(Vec<Vec<f32>>, ColdMethod)> {
+        let (trained, sem_of, target_norm) = match side {
+            Side::Item => (
+                &self.items[..self.n_trained_items * self.dim],
+                (|t: &TextSide| -> &[f32] { &t.item_sem }) as fn(&TextSide) -> &[f32],
+                self.mean_item_norm,
+            ),
+            Side::User => (
+                &self.users[..],
+                (|t: &TextSide| -> &[f32] { &t.user_sem }) as fn(&TextSide) -> &[f32],
+                self.mean_user_norm,
+            ),
+        };
         if let Some(t) = texts.iter().find(|t| t.trim().is_empty()) {
             bad!(
-                "an item's text is empty{}",
+                "the text is empty{}",
                 if t.is_empty() { "" } else { " (only spaces)" }
             );
         }
@@ -454,7 +483,7 @@ impl Recommender {
             (Some(p), _) => {
                 let mut out: Vec<Vec<f32>> = p.chunks_exact(self.dim).map(|r| r.to_vec()).collect();
                 out.iter_mut()
-                    .for_each(|v| cold_start::rescale(v, self.mean_item_norm));
+                    .for_each(|v| cold_start::rescale(v, target_norm));
                 Ok((out, ColdMethod::Alignment))
             }
             (None, Some(ColdMethod::Alignment)) => bad!(
@@ -463,13 +492,12 @@ impl Recommender {
                 self.cfg.align.kind.as_str()
             ),
             (None, _) => self.with_text(|t| {
-                let trained = &self.items[..self.n_trained_items * self.dim];
                 let out = e_l
                     .iter()
                     .map(|q| {
                         cold_start::text_knn(
                             q,
-                            &t.item_sem,
+                            sem_of(t),
                             t.dim,
                             trained,
                             self.dim,
@@ -480,6 +508,22 @@ impl Recommender {
                 Ok((out, ColdMethod::TextKnn))
             }),
         }
+    }
+
+    /// Recommendations for a user known only by a text about them (cold start); returns
+    /// the method that made their vector too.
+    pub fn recommend_for_text(
+        &self,
+        text: &str,
+        k: usize,
+        method: Option<ColdMethod>,
+    ) -> Result<(Vec<Scored>, ColdMethod)> {
+        self.check_k(k)?;
+        let (mut v, used) = self.cold_vectors_for(Side::User, &[text.to_string()], method)?;
+        Ok((
+            self.rank(&v.pop().expect("one text, one vector"), &[], k),
+            used,
+        ))
     }
 
     /// Makes the vector of an item known only by its text (cold start), without adding

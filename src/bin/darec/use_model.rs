@@ -42,8 +42,15 @@ pub enum UseCommand {
         #[command(flatten)]
         run: RunArgs,
         /// External id of a user of the run.
-        #[arg(long, conflicts_with_all = ["items", "liked"], required_unless_present_any = ["items", "liked"])]
+        #[arg(long, conflicts_with_all = ["items", "liked", "text"], required_unless_present_any = ["items", "liked", "text"])]
         user: Option<String>,
+        /// A new user known only by a text about them (cold start).
+        #[arg(long, conflicts_with_all = ["items", "liked"])]
+        text: Option<String>,
+        /// Cold-start method for --text: alignment or text-knn (default: alignment where
+        /// the run has one).
+        #[arg(long, value_enum)]
+        method: Option<ColdMethod>,
         /// Items a new user liked, comma-separated external ids (fold-in, no retraining).
         #[arg(long, value_delimiter = ',')]
         items: Vec<String>,
@@ -150,6 +157,8 @@ pub fn run(cmd: UseCommand) -> anyhow::Result<()> {
         UseCommand::Recommend {
             run,
             user,
+            text,
+            method,
             mut items,
             liked,
             k,
@@ -159,9 +168,16 @@ pub fn run(cmd: UseCommand) -> anyhow::Result<()> {
         } => {
             let r = run.open()?;
             items.extend(liked);
-            let recs = match user {
-                Some(u) => r.recommend(&u, k, include_seen)?,
-                None => r.recommend_for_items(&items, k, fold_in)?,
+            let recs = match (user, text) {
+                (Some(u), _) => r.recommend(&u, k, include_seen)?,
+                (None, Some(t)) => {
+                    let (recs, used) = r.recommend_for_text(&t, k, method)?;
+                    if !json {
+                        println!("cold-start user ({})", used.as_str());
+                    }
+                    recs
+                }
+                (None, None) => r.recommend_for_items(&items, k, fold_in)?,
             };
             print_ranked(&recs, json, "title")
         }
