@@ -147,7 +147,7 @@ fn setup(name: &str) -> (std::path::PathBuf, Vec<String>) {
 #[test]
 fn alignment_contract_on_every_backbone() {
     let (dir, base) = setup("contract");
-    let expected: [(&str, &[&str], &[&str]); 5] = [
+    let expected: [(&str, &[&str], &[&str]); 6] = [
         ("none", &[], &[]),
         ("rlmrec_con", &[], &["kd"]),
         ("rlmrec_gen", &[], &["recon"]),
@@ -156,6 +156,11 @@ fn alignment_contract_on_every_backbone() {
             "darec",
             &["align.darec.shared_uni=true"],
             &["or", "uni", "shared_uni", "global", "local"],
+        ),
+        (
+            "darec",
+            &["align.darec.centred=true", "align.darec.global_all=true"],
+            &["or", "uni", "global", "local"],
         ),
     ];
     for backbone in ["mf", "lightgcn"] {
@@ -185,6 +190,37 @@ fn alignment_contract_on_every_backbone() {
             let grads = total.backward().unwrap();
             assert_every_param_has_a_gradient(&model, &grads, &format!("{backbone}+{kind}"));
         }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// With every node sampled (`n_hat` = users + items), the sampled global term covers the
+/// same rows as `global_all` in another order: the two values agree, centred or not.
+#[test]
+fn global_structure_over_all_nodes_equals_the_full_sample() {
+    let (dir, base) = setup("global-all");
+    let n_nodes = 120 + 80;
+    for centred in [false, true] {
+        let mut values = Vec::new();
+        for global_all in [false, true] {
+            let mut o = base.clone();
+            o.push("align.kind=\"darec\"".into());
+            o.push(format!("align.darec.n_hat={n_nodes}"));
+            o.push(format!("align.darec.centred={centred}"));
+            o.push(format!("align.darec.global_all={global_all}"));
+            let cfg = Config::load(None, &o).unwrap();
+            let ds = load_dataset(&cfg.data).unwrap();
+            assert_eq!(ds.n_users() + ds.n_items(), n_nodes);
+            let mut model = Model::from_config(&cfg, &ds, &Device::Cpu).unwrap();
+            let batch = Batch::new(&[(0, 1, 2), (5, 3, 7)], ds.n_users(), &Device::Cpu).unwrap();
+            let losses = model.step_losses(&batch, &mut Rng::new(3)).unwrap();
+            let g = losses.iter().find(|t| t.name == "global").unwrap();
+            values.push(g.value.to_scalar::<f32>().unwrap());
+        }
+        assert!(
+            (values[0] - values[1]).abs() <= 1e-5 * values[0].abs().max(1e-6),
+            "centred {centred}: {values:?}"
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }

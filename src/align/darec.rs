@@ -21,7 +21,7 @@ use super::kmeans::kmeans;
 use super::mlp::{Linear, Mlp};
 use super::{AlignContext, AlignInput, Alignment, SemanticTables};
 use crate::backbone::LossTerm;
-use crate::ops::similarity::{gram_mse, l2_normalize, uniformity};
+use crate::ops::similarity::{gram_mse_identity, l2_normalize, uniformity};
 use crate::rng::Rng;
 use candle_core::{Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,17 @@ pub struct DarecConfig {
     /// Without it the shared heads were measured to collapse to one direction, which meets
     /// the structure losses trivially (README, ML-1M alignment).
     pub shared_uni: bool,
+    /// Not in the paper (issue 13, item 1): centre each shared part by its mean over the
+    /// rows at hand before the L2 normalisation of the global and local structure terms (a
+    /// CKA-like alignment). The measured collapse puts every node near one constant vector;
+    /// centring removes that constant, so a collapsed side no longer meets the structure
+    /// terms trivially (a constant side becomes zero and matches no structure).
+    pub centred: bool,
+    /// Not in the paper (issue 13, item 8): the global structure term over every user and
+    /// item at each step instead of the `n_hat` sampled nodes. Exact and cheap through
+    /// `||X X^T - Y Y^T||_F^2 = ||X^T X||^2 - 2 ||X^T Y||^2 + ||Y^T Y||^2` (`O(n d^2)`); the
+    /// local term and `L_or`, `L_uni` keep the sample.
+    pub global_all: bool,
 }
 
 impl Default for DarecConfig {
@@ -73,6 +84,8 @@ impl Default for DarecConfig {
             w_global: 1.0,
             w_local: 1.0,
             shared_uni: false,
+            centred: false,
+            global_all: false,
         }
     }
 }
@@ -110,6 +123,11 @@ impl Darec {
             Ok((e_c.clone(), self.l_shared.forward(e_l)?))
         }
     }
+}
+
+/// `x` minus its mean row.
+pub fn centre(x: &Tensor) -> Result<Tensor> {
+    x.broadcast_sub(&x.mean_keepdim(0)?)
 }
 
 /// Mean over rows of `cos(a_i, b_i)^2`.
@@ -234,19 +252,38 @@ impl Alignment for Darec {
             }
         }
         let (nc, nl) = (l2_normalize(&sh_c)?, l2_normalize(&sh_l)?);
+        // the structure terms' view of the shared parts: centred first when asked
+        let (sc, sl) = if cfg.centred {
+            (
+                l2_normalize(&centre(&sh_c)?)?,
+                l2_normalize(&centre(&sh_l)?)?,
+            )
+        } else {
+            (nc.clone(), nl.clone())
+        };
         if cfg.shared_uni {
             let t = cfg.uniformity_t;
             let l = (uniformity(&nc, t)? + uniformity(&nl, t)?)?;
             terms.push(LossTerm::new("shared_uni", (l * (w * cfg.w_uni))?));
         }
         if cfg.use_global {
-            terms.push(LossTerm::new(
-                "global",
-                (gram_mse(&nc, &nl)? * (w * cfg.w_global))?,
-            ));
+            let l = if cfg.global_all {
+                let (all_c, all_l) = self.shared(input.nodes, &self.sem.all)?;
+                let prep = |x: &Tensor| -> Result<Tensor> {
+                    if cfg.centred {
+                        l2_normalize(&centre(x)?)
+                    } else {
+                        l2_normalize(x)
+                    }
+                };
+                gram_mse_identity(&prep(&all_c)?, &prep(&all_l)?)?
+            } else {
+                gram_mse_identity(&sc, &sl)?
+            };
+            terms.push(LossTerm::new("global", (l * (w * cfg.w_global))?));
         }
         if cfg.use_local {
-            let l = local_alignment(&nc, &nl, cfg.k, cfg.kmeans_iters, rng)?;
+            let l = local_alignment(&sc, &sl, cfg.k, cfg.kmeans_iters, rng)?;
             terms.push(LossTerm::new("local", (l * (w * cfg.w_local))?));
         }
         Ok(terms)
@@ -330,5 +367,73 @@ mod tests {
             m[k] -= 1e-2;
             assert!(((f(&p) - f(&m)) / 2e-2 - gv[k] as f64).abs() < 1e-3);
         }
+    }
+
+    /// The measured collapse: every node's shared part is one constant plus a small
+    /// variation. Uncentred, two such sides meet the structure terms almost exactly,
+    /// whatever their variations; centred, the variations are what is compared, so two
+    /// unrelated variations give a large loss, and matching ones a small one.
+    #[test]
+    fn a_collapsed_shared_space_no_longer_meets_the_centred_structure_terms() {
+        let dev = Device::Cpu;
+        let (n, d) = (64, 8);
+        let mut rng = Rng::new(4);
+        let mut noise = |scale: f32| -> Tensor {
+            let v: Vec<f32> = (0..n * d).map(|_| scale * (rng.f32() - 0.5)).collect();
+            Tensor::from_vec(v, (n, d), &dev).unwrap()
+        };
+        let constant = Tensor::ones((n, d), candle_core::DType::F32, &dev).unwrap();
+        let var_c = noise(0.02);
+        let c = (&constant + &var_c).unwrap();
+        let l_unrelated = (&constant + noise(0.02)).unwrap();
+        let l_matching = (&constant + (&var_c * 1.5).unwrap()).unwrap();
+        let global = |a: &Tensor, b: &Tensor, centred: bool| -> f32 {
+            let prep = |x: &Tensor| {
+                if centred {
+                    l2_normalize(&centre(x).unwrap()).unwrap()
+                } else {
+                    l2_normalize(x).unwrap()
+                }
+            };
+            gram_mse_identity(&prep(a), &prep(b))
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let plain = global(&c, &l_unrelated, false);
+        let centred = global(&c, &l_unrelated, true);
+        assert!(plain < 1e-3, "uncentred: met trivially, {plain}");
+        assert!(
+            centred > 0.05,
+            "centred: unrelated variations cost, {centred}"
+        );
+        assert!(
+            global(&c, &l_matching, true) < 1e-4,
+            "matching variations meet it"
+        );
+        // an exactly constant side becomes zero after centring and matches no structure
+        let flat = global(&constant, &l_unrelated, true);
+        assert!(flat > 0.01, "{flat}");
+        // the local term: centres of unrelated variations no longer all coincide
+        let mut r = Rng::new(1);
+        let loc = |a: &Tensor, b: &Tensor, r: &mut Rng| {
+            local_alignment(
+                &l2_normalize(a).unwrap(),
+                &l2_normalize(b).unwrap(),
+                4,
+                10,
+                r,
+            )
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+        };
+        let plain_local = loc(&c, &l_unrelated, &mut r);
+        let centred_local = loc(&centre(&c).unwrap(), &centre(&l_unrelated).unwrap(), &mut r);
+        assert!(plain_local < 1e-3, "{plain_local}");
+        assert!(
+            centred_local > 10.0 * plain_local.max(1e-6),
+            "{centred_local}"
+        );
     }
 }
