@@ -594,7 +594,20 @@ mod tests {
             } else if name.starts_with("tune-") {
                 let t: TuneConfig =
                     toml::from_str(&text()).unwrap_or_else(|e| panic!("{name}: {e}"));
+                // every trial's settings are known keys with valid values
+                let root = dir.parent().unwrap();
+                for trial in t.trials().unwrap() {
+                    let mut sets = t.set.clone();
+                    sets.extend(trial.iter().cloned());
+                    crate::config::Config::load(Some(&root.join(&t.base)), &sets)
+                        .unwrap_or_else(|e| panic!("{name}: trial {trial:?}: {e:#}"));
+                }
                 t.base
+            } else if name.ends_with(".toml") {
+                // a run config: loads and validates as it is
+                crate::config::Config::load(Some(&path), &[])
+                    .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                continue;
             } else {
                 continue;
             };
