@@ -147,7 +147,7 @@ fn setup(name: &str) -> (std::path::PathBuf, Vec<String>) {
 #[test]
 fn alignment_contract_on_every_backbone() {
     let (dir, base) = setup("contract");
-    let expected: [(&str, &[&str], &[&str]); 6] = [
+    let expected: [(&str, &[&str], &[&str]); 7] = [
         ("none", &[], &[]),
         ("rlmrec_con", &[], &["kd"]),
         ("rlmrec_gen", &[], &["recon"]),
@@ -160,6 +160,11 @@ fn alignment_contract_on_every_backbone() {
         (
             "darec",
             &["align.darec.centred=true", "align.darec.global_all=true"],
+            &["or", "uni", "global", "local"],
+        ),
+        (
+            "darec",
+            &["align.darec.shared_bias=false"],
             &["or", "uni", "global", "local"],
         ),
     ];
@@ -222,6 +227,33 @@ fn global_structure_over_all_nodes_equals_the_full_sample() {
             "centred {centred}: {values:?}"
         );
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `shared_bias = false`: the shared heads' biases are no parameters (not trained, not
+/// saved), the specific heads keep theirs.
+#[test]
+fn shared_heads_without_bias_have_no_bias_parameters() {
+    let (dir, base) = setup("no-bias");
+    let mut o = base.clone();
+    o.push("align.kind=\"darec\"".into());
+    o.push("align.darec.shared_bias=false".into());
+    let cfg = Config::load(None, &o).unwrap();
+    let ds = load_dataset(&cfg.data).unwrap();
+    let model = Model::from_config(&cfg, &ds, &Device::Cpu).unwrap();
+    let names: Vec<String> = model.params().into_iter().map(|p| p.0).collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("_shared") && n.ends_with(".bias")),
+        "{names:?}"
+    );
+    assert!(names
+        .iter()
+        .any(|n| n.contains("c_specific") && n.ends_with(".bias")));
+    assert!(names
+        .iter()
+        .any(|n| n.contains("l_shared") && n.ends_with(".weight")));
     std::fs::remove_dir_all(&dir).ok();
 }
 

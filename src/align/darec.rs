@@ -64,6 +64,10 @@ pub struct DarecConfig {
     /// `||X X^T - Y Y^T||_F^2 = ||X^T X||^2 - 2 ||X^T Y||^2 + ||Y^T Y||^2` (`O(n d^2)`); the
     /// local term and `L_or`, `L_uni` keep the sample.
     pub global_all: bool,
+    /// `false` (not in the paper; issue 13, item 2): the shared heads of both sides have no
+    /// bias (their biases stay zero). The measured collapse ran mostly through the language
+    /// shared head's bias: without one, a constant output needs a constant input.
+    pub shared_bias: bool,
 }
 
 impl Default for DarecConfig {
@@ -86,6 +90,7 @@ impl Default for DarecConfig {
             shared_uni: false,
             centred: false,
             global_all: false,
+            shared_bias: true,
         }
     }
 }
@@ -193,9 +198,17 @@ impl Alignment for Darec {
         "darec"
     }
     fn params(&self) -> Vec<(String, Var)> {
-        let mut p = self.l_shared.params("l_shared");
+        let mut shared = self.l_shared.params("l_shared");
         if self.cfg.disentangle {
-            p.extend(self.c_shared.params("c_shared"));
+            shared.extend(self.c_shared.params("c_shared"));
+        }
+        // without bias: the shared heads' biases are not trained and stay at their zero
+        // initialisation (and are not saved)
+        if !self.cfg.shared_bias {
+            shared.retain(|(name, _)| !name.ends_with(".bias"));
+        }
+        let mut p = shared;
+        if self.cfg.disentangle {
             p.extend(self.c_specific.params("c_specific"));
             p.extend(self.l_specific.params("l_specific"));
         }
