@@ -223,8 +223,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => darec::pipeline::train_run(&cfg, out, overwrite)?,
             };
             let label = format!("{} {} seed {}", r.dataset, r.label, r.seed);
-            println!("Test split (best validation weights):\n");
-            println!("{}", markdown_table(&[(label, r.test.clone())]));
+            if r.test.values.is_empty() {
+                // train.evaluate_test = false (tuning): the test split was not looked at
+                println!("Validation split (best epoch; the test split was not evaluated):\n");
+                println!("{}", markdown_table(&[(label, r.valid.clone())]));
+            } else {
+                println!("Test split (best validation weights):\n");
+                println!("{}", markdown_table(&[(label, r.test.clone())]));
+            }
             if let Some(t) = &r.training {
                 println!(
                     "best epoch {} of {}; {:.2} s/epoch, {:.2} s/validation, {:.0} s total; peak memory {:.0} MiB",
