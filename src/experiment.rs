@@ -428,6 +428,19 @@ fn paired_differences(records: &[RunRecord], a: &str, b: &str, metric: &str) -> 
     d.into_iter().map(|x| x.1).collect()
 }
 
+/// The overrides of one tuning trial: the tune's seed first, so that a `train.seed` in the
+/// config's `set`, the extra overrides or the trial itself (a grid over seeds) wins; then
+/// validation only.
+fn trial_sets(cfg: &TuneConfig, extra: &[String], trial: &[String]) -> Vec<String> {
+    let mut sets = vec![format!("train.seed={}", cfg.seed)];
+    sets.extend(cfg.set.iter().cloned());
+    sets.extend(extra.iter().cloned());
+    sets.extend(trial.iter().cloned());
+    sets.push("train.evaluate_test=false".into());
+    sets.push("train.progress=false".into());
+    sets
+}
+
 /// `darec tune` configuration: a grid over config keys, scored on validation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -522,12 +535,7 @@ pub fn tune(
     for (i, p) in points.iter().enumerate() {
         // named by its setting, so an edited grid never mistakes one trial for another
         let dir = out.join(format!("trial-{}", trial_slug(p)));
-        let mut sets = cfg.set.clone();
-        sets.extend(extra.iter().cloned());
-        sets.extend(p.iter().cloned());
-        sets.push(format!("train.seed={}", cfg.seed));
-        sets.push("train.evaluate_test=false".into());
-        sets.push("train.progress=false".into());
+        let sets = trial_sets(cfg, extra, p);
         run_child(&cfg.base, &sets, &dir, threads)?;
         let r = read_record(&format!("trial-{i}"), cfg.seed, &dir)?;
         let score = r
@@ -619,6 +627,30 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 4, "found only {seen} experiment configs");
+    }
+
+    /// A seed in the grid (or in `set`) wins over the tune's `seed` (it used to be
+    /// overridden, so a grid over seeds trained one seed under several names).
+    #[test]
+    fn a_trial_seed_wins_over_the_tune_seed() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/ml-100k-lightgcn.toml");
+        let t: TuneConfig = toml::from_str(&format!(
+            "base = {:?}\nseed = 1\n[grid]\n\"train.seed\" = [2, 3]\n",
+            base.display().to_string()
+        ))
+        .unwrap();
+        for trial in t.trials().unwrap() {
+            let c = crate::config::Config::load(Some(&base), &trial_sets(&t, &[], &trial)).unwrap();
+            assert_eq!(trial, vec![format!("train.seed={}", c.train.seed)]);
+            assert!(!c.train.evaluate_test);
+        }
+        let plain: TuneConfig = toml::from_str(&format!(
+            "base = {:?}\nseed = 7\n",
+            base.display().to_string()
+        ))
+        .unwrap();
+        let c = crate::config::Config::load(Some(&base), &trial_sets(&plain, &[], &[])).unwrap();
+        assert_eq!(c.train.seed, 7);
     }
 
     #[test]
