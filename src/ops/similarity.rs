@@ -662,6 +662,31 @@ mod tests {
         }
     }
 
+    /// The autograd gradient of `f` at `x` matches central finite differences (step 1e-2)
+    /// at the flat entries `ks`, within `tol`.
+    fn assert_finite_differences(f: impl Fn(&Tensor) -> Tensor, x: &Var, ks: &[usize], tol: f64) {
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let g = f(x.as_tensor()).backward().unwrap();
+        let gv = flat(g.get(x.as_tensor()).unwrap());
+        let x0 = flat(x.as_tensor());
+        let shape = x.as_tensor().shape().clone();
+        let at = |v: &[f32]| {
+            let t = Tensor::from_vec(v.to_vec(), shape.clone(), &Device::Cpu).unwrap();
+            f(&t).to_scalar::<f32>().unwrap() as f64
+        };
+        for &k in ks {
+            let (mut p, mut m) = (x0.clone(), x0.clone());
+            p[k] += 1e-2;
+            m[k] -= 1e-2;
+            let fd = (at(&p) - at(&m)) / 2e-2;
+            assert!(
+                (fd - gv[k] as f64).abs() < tol,
+                "k={k}: fd {fd} vs {}",
+                gv[k]
+            );
+        }
+    }
+
     /// The gradients left by the forward (first backward) and the recomputed ones (a
     /// second backward of the same graph finds the cache taken) both match the reference,
     /// under an upstream gradient other than 1.
@@ -856,41 +881,12 @@ mod tests {
             .unwrap();
         assert!((v - 0.5).abs() < 1e-6, "{v}");
         let (a, b) = (var(7, 3, 1), var(7, 3, 4));
-        let g = gram_mse_identity(a.as_tensor(), b.as_tensor())
-            .unwrap()
-            .backward()
-            .unwrap();
-        let ga = g
-            .get(a.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let a0 = a
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let f_at = |v: &[f32]| {
-            let t = Tensor::from_vec(v.to_vec(), (7, 3), &dev).unwrap();
-            gram_mse_identity(&t, b.as_tensor())
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap() as f64
-        };
-        for k in [0, 4, 11, 20] {
-            let (mut p, mut m) = (a0.clone(), a0.clone());
-            p[k] += 1e-2;
-            m[k] -= 1e-2;
-            let fd = (f_at(&p) - f_at(&m)) / 2e-2;
-            assert!(
-                (fd - ga[k] as f64).abs() < 2e-3,
-                "k={k}: fd {fd} vs {}",
-                ga[k]
-            );
-        }
+        assert_finite_differences(
+            |t| gram_mse_identity(t, b.as_tensor()).unwrap(),
+            &a,
+            &[0, 4, 11, 20],
+            2e-3,
+        );
     }
 
     #[test]
@@ -904,34 +900,6 @@ mod tests {
         let o = Tensor::new(&[[1f32, 0.], [0., 1.]], &dev).unwrap();
         assert!((uniformity(&o, 2.0).unwrap().to_scalar::<f32>().unwrap() + 4.0).abs() < 1e-5);
         // finite differences on the fused op alone
-        let x0 = x
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let g = uniformity(x.as_tensor(), 2.0).unwrap().backward().unwrap();
-        let gv = g
-            .get(x.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let f_at = |v: &[f32]| {
-            let t = Tensor::from_vec(v.to_vec(), (6, 4), &dev).unwrap();
-            uniformity(&t, 2.0).unwrap().to_scalar::<f32>().unwrap() as f64
-        };
-        for k in [0, 5, 13, 23] {
-            let (mut p, mut m) = (x0.clone(), x0.clone());
-            p[k] += 1e-2;
-            m[k] -= 1e-2;
-            let fd = (f_at(&p) - f_at(&m)) / 2e-2;
-            assert!(
-                (fd - gv[k] as f64).abs() < 2e-3,
-                "k={k}: fd {fd} vs {}",
-                gv[k]
-            );
-        }
+        assert_finite_differences(|t| uniformity(t, 2.0).unwrap(), &x, &[0, 5, 13, 23], 2e-3);
     }
 }
