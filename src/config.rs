@@ -211,6 +211,10 @@ const PRESETS: &[(&str, &str)] = &[
     ("ml-100k", include_str!("../configs/datasets/ml-100k.toml")),
     ("amazon", include_str!("../configs/datasets/amazon.toml")),
     ("yelp", include_str!("../configs/datasets/yelp.toml")),
+    (
+        "bookcrossing",
+        include_str!("../configs/datasets/bookcrossing.toml"),
+    ),
 ];
 
 /// Names of the built-in datasets.

@@ -19,9 +19,10 @@
 use super::hungarian::max_score_assignment;
 use super::kmeans::kmeans;
 use super::mlp::{Linear, Mlp};
+use super::rlmrec_con::{ConConfig, RlmrecCon};
 use super::{AlignContext, AlignInput, Alignment, SemanticTables};
 use crate::backbone::LossTerm;
-use crate::ops::similarity::{gram_mse_identity, l2_normalize, uniformity};
+use crate::ops::similarity::{gram_mse_identity, l2_normalize, uniformity, variance_floor};
 use crate::rng::Rng;
 use candle_core::{Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,32 @@ pub struct DarecConfig {
     /// bias (their biases stay zero). The measured collapse ran mostly through the language
     /// shared head's bias: without one, a constant output needs a constant input.
     pub shared_bias: bool,
+    /// Not in the paper (issue 13, item 3): VICReg's variance floor on the L2-normalised
+    /// shared parts of both sides, `mean_j max(0, gamma - std_j)` with `gamma = var_floor`
+    /// (0: off), weighted by `w_var`. An alternative to `shared_uni` against the collapse:
+    /// it only pushes while a dimension's spread is below the floor. Unit rows spread
+    /// evenly over `d` dimensions have `std_j` about `1 / sqrt(d)` (0.18 at `d = 32`).
+    pub var_floor: f64,
+    pub w_var: f64,
+    /// Not in the paper (issue 13, item 4): the structure terms on users and items apart
+    /// (user-user and item-item similarity blocks, centres of each kind), averaged,
+    /// instead of one sample mixing both. The mixed sample's structure is dominated by the
+    /// user/item split itself, which a constant offset per kind already explains.
+    pub split_nodes: bool,
+    /// Not in the paper (issue 13, item 6): `lambda` rises linearly over the first
+    /// `warmup_epochs` epochs (`lambda * min(1, epoch / warmup_epochs)`; 0: off). The
+    /// measured failure at larger `lambda` is early stopping catching the early dip.
+    pub warmup_epochs: usize,
+    /// Not in the paper (issue 13, item 7): RLMRec-Con's InfoNCE (with `align.rlmrec_con`'s
+    /// settings) added to DaRec's terms: the structure terms on top of the strongest
+    /// baseline. `lambda`'s warm-up applies to DaRec's terms only.
+    pub plus_con: bool,
+    /// Not in the paper: the uniformity terms over the first `uni_rows` rows of the sample
+    /// only (0: all `n_hat`). The sample is a uniform draw, so its first rows are one too;
+    /// the pairwise term costs `O(n^2 d)` and dominates the step at the paper's
+    /// `n_hat = 4096`, while every other term is linear in `n` (the global term through the
+    /// Gram identity). 1024 rows cost a sixteenth.
+    pub uni_rows: usize,
 }
 
 impl Default for DarecConfig {
@@ -91,6 +118,12 @@ impl Default for DarecConfig {
             centred: false,
             global_all: false,
             shared_bias: true,
+            var_floor: 0.0,
+            w_var: 1.0,
+            split_nodes: false,
+            warmup_epochs: 0,
+            plus_con: false,
+            uni_rows: 0,
         }
     }
 }
@@ -102,22 +135,56 @@ pub struct Darec {
     l_shared: Mlp,
     l_specific: Mlp,
     sem: SemanticTables,
+    /// RLMRec-Con beside DaRec's terms (`plus_con`).
+    con: Option<RlmrecCon>,
+    /// The current epoch (1-based; 0 before training), for the warm-up of `lambda`.
+    epoch: usize,
 }
 
 impl Darec {
-    pub fn new(cfg: &DarecConfig, ctx: AlignContext) -> Result<Self> {
+    /// `con` holds RLMRec-Con's settings, used when `cfg.plus_con`.
+    pub fn new(cfg: &DarecConfig, con: &ConConfig, ctx: AlignContext) -> Result<Self> {
+        if cfg.uni_rows == 1 {
+            candle_core::bail!("align.darec.uni_rows must be 0 (all) or >= 2");
+        }
         if cfg.n_hat < 2 || cfg.k == 0 {
             candle_core::bail!("align.darec: n_hat must be >= 2 and k >= 1");
         }
+        if cfg.var_floor < 0.0 {
+            candle_core::bail!("align.darec.var_floor must be >= 0 (0: off)");
+        }
         let d = ctx.out_dim;
+        let c_shared = Linear::new(d, d, ctx.device, ctx.rng)?;
+        let c_specific = Linear::new(d, d, ctx.device, ctx.rng)?;
+        let l_shared = Mlp::new(ctx.sem.dim, d, ctx.device, ctx.rng)?;
+        let l_specific = Mlp::new(ctx.sem.dim, d, ctx.device, ctx.rng)?;
+        let sem = ctx.sem.clone();
+        // built last, so DaRec's own heads start as they do without it
+        let con = if cfg.plus_con {
+            Some(RlmrecCon::new(con, ctx)?)
+        } else {
+            None
+        };
         Ok(Self {
             cfg: cfg.clone(),
-            c_shared: Linear::new(d, d, ctx.device, ctx.rng)?,
-            c_specific: Linear::new(d, d, ctx.device, ctx.rng)?,
-            l_shared: Mlp::new(ctx.sem.dim, d, ctx.device, ctx.rng)?,
-            l_specific: Mlp::new(ctx.sem.dim, d, ctx.device, ctx.rng)?,
-            sem: ctx.sem,
+            c_shared,
+            c_specific,
+            l_shared,
+            l_specific,
+            sem,
+            con,
+            epoch: 0,
         })
+    }
+
+    /// `lambda` for the current epoch (warm-up, `warmup_epochs`).
+    pub fn lambda_now(&self) -> f64 {
+        let w = self.cfg.warmup_epochs;
+        if w == 0 {
+            self.cfg.lambda
+        } else {
+            self.cfg.lambda * (self.epoch as f64 / w as f64).min(1.0)
+        }
     }
 
     /// The shared parts of both sides for the given node rows (for plots and analysis).
@@ -212,6 +279,13 @@ impl Alignment for Darec {
             p.extend(self.c_specific.params("c_specific"));
             p.extend(self.l_specific.params("l_specific"));
         }
+        if let Some(con) = &self.con {
+            p.extend(
+                con.params()
+                    .into_iter()
+                    .map(|(n, v)| (format!("con.{n}"), v)),
+            );
+        }
         p
     }
     /// The language side's shared part `s = P_L^sh(e_L)`, mapped back through the
@@ -236,20 +310,32 @@ impl Alignment for Darec {
         let e_l = self.sem.all.index_select(&idx, 0)?;
         Ok(Some(self.shared(e_c, &e_l)?))
     }
+    fn start_epoch(&mut self, epoch: usize) {
+        self.epoch = epoch;
+    }
     fn losses(&mut self, input: &AlignInput, rng: &mut Rng) -> Result<Vec<LossTerm>> {
-        let cfg = &self.cfg;
+        let cfg = self.cfg.clone();
         let n_nodes = input.nodes.dim(0)?;
         let sample: Vec<u32> = rng
             .sample_distinct(n_nodes, cfg.n_hat)
             .into_iter()
             .map(|i| i as u32)
             .collect();
-        let idx = Tensor::from_slice(&sample, sample.len(), input.nodes.device())?;
+        let dev = input.nodes.device();
+        let idx = Tensor::from_slice(&sample, sample.len(), dev)?;
         let e_c = input.nodes.index_select(&idx, 0)?;
         let e_l = self.sem.all.index_select(&idx, 0)?;
         let (sh_c, sh_l) = self.shared(&e_c, &e_l)?;
         let mut terms = Vec::new();
-        let w = cfg.lambda;
+        let w = self.lambda_now();
+        // the uniformity terms' rows (`uni_rows`)
+        let uni_rows = |x: &Tensor| -> Result<Tensor> {
+            let n = x.dim(0)?;
+            match cfg.uni_rows {
+                0 => Ok(x.clone()),
+                m => x.narrow(0, 0, m.min(n)),
+            }
+        };
         if cfg.disentangle && (cfg.use_or || cfg.use_uni) {
             let sp_c = self.c_specific.forward(&e_c)?;
             let sp_l = self.l_specific.forward(&e_l)?;
@@ -259,45 +345,103 @@ impl Alignment for Darec {
             }
             if cfg.use_uni {
                 let t = cfg.uniformity_t;
-                let l = (uniformity(&l2_normalize(&sp_c)?, t)?
-                    + uniformity(&l2_normalize(&sp_l)?, t)?)?;
+                let l = (uniformity(&l2_normalize(&uni_rows(&sp_c)?)?, t)?
+                    + uniformity(&l2_normalize(&uni_rows(&sp_l)?)?, t)?)?;
                 terms.push(LossTerm::new("uni", (l * (w * cfg.w_uni))?));
             }
         }
         let (nc, nl) = (l2_normalize(&sh_c)?, l2_normalize(&sh_l)?);
-        // the structure terms' view of the shared parts: centred first when asked
-        let (sc, sl) = if cfg.centred {
-            (
-                l2_normalize(&centre(&sh_c)?)?,
-                l2_normalize(&centre(&sh_l)?)?,
-            )
-        } else {
-            (nc.clone(), nl.clone())
-        };
         if cfg.shared_uni {
             let t = cfg.uniformity_t;
-            let l = (uniformity(&nc, t)? + uniformity(&nl, t)?)?;
+            let l = (uniformity(&uni_rows(&nc)?, t)? + uniformity(&uni_rows(&nl)?, t)?)?;
             terms.push(LossTerm::new("shared_uni", (l * (w * cfg.w_uni))?));
         }
-        if cfg.use_global {
-            let l = if cfg.global_all {
-                let (all_c, all_l) = self.shared(input.nodes, &self.sem.all)?;
-                let prep = |x: &Tensor| -> Result<Tensor> {
-                    if cfg.centred {
-                        l2_normalize(&centre(x)?)
-                    } else {
-                        l2_normalize(x)
-                    }
-                };
-                gram_mse_identity(&prep(&all_c)?, &prep(&all_l)?)?
+        if cfg.var_floor > 0.0 {
+            let l = (variance_floor(&nc, cfg.var_floor)? + variance_floor(&nl, cfg.var_floor)?)?;
+            terms.push(LossTerm::new("var_floor", (l * (w * cfg.w_var))?));
+        }
+        // the structure terms' view of a block of shared parts: centred first when asked
+        let view = |x: &Tensor| -> Result<Tensor> {
+            if cfg.centred {
+                l2_normalize(&centre(x)?)
             } else {
-                gram_mse_identity(&sc, &sl)?
+                l2_normalize(x)
+            }
+        };
+        // the sample's blocks: users and items apart, or all together
+        let n_users = input.n_users as u32;
+        let blocks: Vec<Tensor> = if cfg.split_nodes {
+            let (mut users, mut items) = (Vec::new(), Vec::new());
+            for (pos, &node) in sample.iter().enumerate() {
+                if node < n_users {
+                    users.push(pos as u32);
+                } else {
+                    items.push(pos as u32);
+                }
+            }
+            [users, items]
+                .into_iter()
+                .filter(|b| b.len() >= 2)
+                .map(|b| Tensor::from_slice(&b, b.len(), dev))
+                .collect::<Result<_>>()?
+        } else {
+            vec![Tensor::arange(0u32, sample.len() as u32, dev)?]
+        };
+        let views: Vec<(Tensor, Tensor)> = blocks
+            .iter()
+            .map(|b| {
+                Ok((
+                    view(&sh_c.index_select(b, 0)?)?,
+                    view(&sh_l.index_select(b, 0)?)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let mean_of = |ls: Vec<Tensor>| -> Result<Tensor> {
+            let n = ls.len().max(1) as f64;
+            let mut total = Tensor::zeros((), candle_core::DType::F32, dev)?;
+            for l in ls {
+                total = (total + l)?;
+            }
+            total / n
+        };
+        if cfg.use_global {
+            let ls: Vec<Tensor> = if cfg.global_all {
+                let (all_c, all_l) = self.shared(input.nodes, &self.sem.all)?;
+                let ranges = if cfg.split_nodes {
+                    vec![(0, input.n_users), (input.n_users, n_nodes - input.n_users)]
+                } else {
+                    vec![(0, n_nodes)]
+                };
+                ranges
+                    .into_iter()
+                    .filter(|&(_, len)| len >= 2)
+                    .map(|(start, len)| {
+                        gram_mse_identity(
+                            &view(&all_c.narrow(0, start, len)?)?,
+                            &view(&all_l.narrow(0, start, len)?)?,
+                        )
+                    })
+                    .collect::<Result<_>>()?
+            } else {
+                views
+                    .iter()
+                    .map(|(c, l)| gram_mse_identity(c, l))
+                    .collect::<Result<_>>()?
             };
-            terms.push(LossTerm::new("global", (l * (w * cfg.w_global))?));
+            terms.push(LossTerm::new(
+                "global",
+                (mean_of(ls)? * (w * cfg.w_global))?,
+            ));
         }
         if cfg.use_local {
-            let l = local_alignment(&sc, &sl, cfg.k, cfg.kmeans_iters, rng)?;
-            terms.push(LossTerm::new("local", (l * (w * cfg.w_local))?));
+            let mut ls = Vec::new();
+            for (c, l) in &views {
+                ls.push(local_alignment(c, l, cfg.k, cfg.kmeans_iters, rng)?);
+            }
+            terms.push(LossTerm::new("local", (mean_of(ls)? * (w * cfg.w_local))?));
+        }
+        if let Some(con) = self.con.as_mut() {
+            terms.extend(con.losses(input, rng)?);
         }
         Ok(terms)
     }
@@ -448,5 +592,218 @@ mod tests {
             centred_local > 10.0 * plain_local.max(1e-6),
             "{centred_local}"
         );
+    }
+
+    /// A DaRec over 6 users and 5 items with random tables, and one batch.
+    fn small(cfg: &DarecConfig) -> (Darec, Tensor, crate::train::batch::Batch) {
+        let dev = Device::Cpu;
+        let (n_users, n_items, d, dl) = (6, 5, 4, 7);
+        let mut r = Rng::new(9);
+        let mut table = |rows: usize, cols: usize| {
+            let v: Vec<f32> = (0..rows * cols).map(|_| r.f32() - 0.5).collect();
+            Tensor::from_vec(v, (rows, cols), &dev).unwrap()
+        };
+        let sem = SemanticTables::new(table(n_users, dl), table(n_items, dl)).unwrap();
+        let nodes = table(n_users + n_items, d);
+        let mut rng = Rng::new(3);
+        let ctx = AlignContext {
+            sem,
+            out_dim: d,
+            ego_dim: d,
+            device: &dev,
+            rng: &mut rng,
+        };
+        let darec = Darec::new(cfg, &ConConfig::default(), ctx).unwrap();
+        let batch =
+            crate::train::batch::Batch::new(&[(0, 1, 2), (3, 0, 4), (5, 2, 1)], n_users, &dev)
+                .unwrap();
+        (darec, nodes, batch)
+    }
+
+    fn term(terms: &[LossTerm], name: &str) -> Option<f32> {
+        terms
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.value.to_scalar::<f32>().unwrap())
+    }
+
+    fn losses_of(
+        darec: &mut Darec,
+        nodes: &Tensor,
+        batch: &crate::train::batch::Batch,
+    ) -> Vec<LossTerm> {
+        let input = AlignInput {
+            ego: nodes,
+            nodes,
+            n_users: 6,
+            batch,
+        };
+        darec.losses(&input, &mut Rng::new(5)).unwrap()
+    }
+
+    /// `split_nodes`: the global term is the mean of the user-user and the item-item
+    /// terms, computed here by hand from the shared parts (every node sampled).
+    #[test]
+    fn split_nodes_averages_the_user_and_the_item_blocks() {
+        let cfg = DarecConfig {
+            n_hat: 11,
+            split_nodes: true,
+            global_all: true,
+            lambda: 1.0,
+            ..Default::default()
+        };
+        let (mut darec, nodes, batch) = small(&cfg);
+        let got = term(&losses_of(&mut darec, &nodes, &batch), "global").unwrap();
+        let (c, l) = darec.shared(&nodes, &darec.sem.all).unwrap();
+        let block = |s: usize, n: usize| {
+            gram_mse_identity(
+                &l2_normalize(&c.narrow(0, s, n).unwrap()).unwrap(),
+                &l2_normalize(&l.narrow(0, s, n).unwrap()).unwrap(),
+            )
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+        };
+        let want = (block(0, 6) + block(6, 5)) / 2.0;
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        let mixed = gram_mse_identity(&l2_normalize(&c).unwrap(), &l2_normalize(&l).unwrap())
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((got - mixed).abs() > 1e-4, "the split changes the term");
+        // sampled: every node is in the sample, so the sampled split gives the same value
+        let cfg = DarecConfig {
+            global_all: false,
+            ..cfg
+        };
+        let (mut darec, nodes, batch) = small(&cfg);
+        let sampled = term(&losses_of(&mut darec, &nodes, &batch), "global").unwrap();
+        assert!((sampled - want).abs() < 1e-6, "{sampled} vs {want}");
+    }
+
+    /// `warmup_epochs`: lambda rises linearly and then stays; the weighted terms follow.
+    #[test]
+    fn warmup_scales_lambda_over_the_first_epochs() {
+        let cfg = DarecConfig {
+            lambda: 0.4,
+            warmup_epochs: 4,
+            n_hat: 11,
+            ..Default::default()
+        };
+        let (mut darec, nodes, batch) = small(&cfg);
+        for (epoch, want) in [(0, 0.0), (1, 0.1), (2, 0.2), (4, 0.4), (9, 0.4)] {
+            darec.start_epoch(epoch);
+            assert!((darec.lambda_now() - want).abs() < 1e-12, "epoch {epoch}");
+        }
+        darec.start_epoch(2);
+        let half = term(&losses_of(&mut darec, &nodes, &batch), "or").unwrap();
+        darec.start_epoch(4);
+        let full = term(&losses_of(&mut darec, &nodes, &batch), "or").unwrap();
+        assert!((2.0 * half - full).abs() < 1e-6, "{half} vs {full}");
+    }
+
+    /// `var_floor`: the term is VICReg's hinge on both normalised shared parts, weighted.
+    #[test]
+    fn variance_floor_term_is_the_weighted_hinge_on_both_shared_parts() {
+        let cfg = DarecConfig {
+            lambda: 0.5,
+            var_floor: 0.6,
+            w_var: 2.0,
+            n_hat: 11,
+            ..Default::default()
+        };
+        let (mut darec, nodes, batch) = small(&cfg);
+        let got = term(&losses_of(&mut darec, &nodes, &batch), "var_floor").unwrap();
+        let (c, l) = darec.shared(&nodes, &darec.sem.all).unwrap();
+        let v = |x: &Tensor| {
+            variance_floor(&l2_normalize(x).unwrap(), 0.6)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        // every node sampled; the floor is a column statistic, so row order does not matter
+        let want = (v(&c) + v(&l)) * 0.5 * 2.0;
+        assert!(want > 0.0);
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        let off = DarecConfig::default();
+        let (mut darec, nodes, batch) = small(&DarecConfig { n_hat: 11, ..off });
+        assert!(term(&losses_of(&mut darec, &nodes, &batch), "var_floor").is_none());
+    }
+
+    /// `plus_con`: RLMRec-Con's term and parameters join DaRec's, and DaRec's own heads
+    /// start as they do without it.
+    #[test]
+    fn plus_con_adds_the_contrastive_term_and_its_parameters() {
+        let base = DarecConfig {
+            n_hat: 11,
+            ..Default::default()
+        };
+        let (mut plain, nodes, batch) = small(&base);
+        let (mut with, _, _) = small(&DarecConfig {
+            plus_con: true,
+            ..base.clone()
+        });
+        let names = |d: &Darec| d.params().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        let extra: Vec<String> = names(&with)
+            .into_iter()
+            .filter(|n| !names(&plain).contains(n))
+            .collect();
+        assert!(
+            !extra.is_empty() && extra.iter().all(|n| n.starts_with("con.mlp")),
+            "{extra:?}"
+        );
+        let (a, b) = (
+            losses_of(&mut plain, &nodes, &batch),
+            losses_of(&mut with, &nodes, &batch),
+        );
+        assert!(term(&a, "kd").is_none());
+        assert!(term(&b, "kd").unwrap() > 0.0);
+        for name in ["or", "uni", "global", "local"] {
+            assert_eq!(term(&a, name), term(&b, name), "{name}");
+        }
+    }
+
+    /// `uni_rows`: the uniformity term over the sample's first rows equals the term computed
+    /// by hand on those rows of the specific parts.
+    #[test]
+    fn uni_rows_takes_the_first_rows_of_the_sample() {
+        let cfg = DarecConfig {
+            n_hat: 11,
+            lambda: 1.0,
+            uni_rows: 4,
+            ..Default::default()
+        };
+        let (mut darec, nodes, batch) = small(&cfg);
+        let got = term(&losses_of(&mut darec, &nodes, &batch), "uni").unwrap();
+        // the sample as the loss draws it (same rng seed)
+        let sample: Vec<u32> = Rng::new(5)
+            .sample_distinct(11, 11)
+            .into_iter()
+            .take(4)
+            .map(|i| i as u32)
+            .collect();
+        let idx = Tensor::from_slice(&sample, 4, &Device::Cpu).unwrap();
+        let u = |head: &dyn Fn(&Tensor) -> Tensor, x: &Tensor| {
+            uniformity(
+                &l2_normalize(&head(&x.index_select(&idx, 0).unwrap())).unwrap(),
+                2.0,
+            )
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+        };
+        let want = u(&|x| darec.c_specific.forward(x).unwrap(), &nodes)
+            + u(&|x| darec.l_specific.forward(x).unwrap(), &darec.sem.all);
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        let all = term(
+            &losses_of(
+                &mut small(&DarecConfig { uni_rows: 0, ..cfg }).0,
+                &nodes,
+                &batch,
+            ),
+            "uni",
+        )
+        .unwrap();
+        assert!((all - got).abs() > 1e-4);
     }
 }

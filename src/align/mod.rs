@@ -149,7 +149,7 @@ pub fn build(
         AlignKind::None => unreachable!(),
         AlignKind::RlmrecCon => Box::new(rlmrec_con::RlmrecCon::new(&cfg.rlmrec_con, ctx)?),
         AlignKind::RlmrecGen => Box::new(rlmrec_gen::RlmrecGen::new(&cfg.rlmrec_gen, ctx)?),
-        AlignKind::Darec => Box::new(darec::Darec::new(&cfg.darec, ctx)?),
+        AlignKind::Darec => Box::new(darec::Darec::new(&cfg.darec, &cfg.rlmrec_con, ctx)?),
     })
 }
 
@@ -170,6 +170,8 @@ pub trait Alignment: Send {
     fn before_encode(&mut self, ego: Tensor, _rng: &mut Rng) -> Result<Tensor> {
         Ok(ego)
     }
+    /// Called before each training epoch (1-based), for schedules over epochs.
+    fn start_epoch(&mut self, _epoch: usize) {}
     /// Weighted loss terms for this step.
     fn losses(&mut self, input: &AlignInput, rng: &mut Rng) -> Result<Vec<LossTerm>>;
     /// The shared-space projections of both sides for the given nodes, for alignments

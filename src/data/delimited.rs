@@ -1,25 +1,79 @@
-//! Plain delimited interaction files (TSV, CSV): one interaction a line, user and item in
-//! columns chosen by 0-based index, optional rating and timestamp columns, optional header
-//! line and comment lines.
+//! Delimited interaction files (TSV, CSV, `;`-separated): one interaction a record, user
+//! and item in columns chosen by 0-based index, optional rating and timestamp columns,
+//! optional header line and comment lines, and optional side tables of item and user
+//! attributes (e.g. Book-Crossing's `BX-Books.csv` and `BX-Users.csv`) read the same way.
 //!
-//! Fields are split on the separator character exactly; quoting (`"a,b"`) is not
-//! supported. Id fields are trimmed of surrounding spaces. Empty lines are skipped, CRLF
-//! line ends and a UTF-8 byte-order mark are tolerated. Every line must have the same number
-//! of fields as the first one (the header when there is one).
+//! Records are parsed by the `csv` crate: fields may be quoted (`"a;b"`, default quote
+//! `"`), a quote inside a quoted field is doubled (`""`) or, when `escape` is set, escaped
+//! (`\"`), and a quoted field may span lines. Text is UTF-8 or latin-1 (`encoding`;
+//! decoded by `encoding_rs` as windows-1252, the superset browsers use for the label).
+//! Id fields are trimmed of surrounding spaces. Blank lines are skipped, CRLF line ends and
+//! a byte-order mark are tolerated. Every record must have the same number of fields as
+//! the first one (the header when there is one). Every error names the file, the line the
+//! record starts on and, where one is at fault, the field.
 //!
 //! Also home of the line-reading helpers the other text readers (`recbole`, `rlmrec`)
 //! share, so that they all report errors the same way.
 
 use super::error::{DataError, Result};
-use super::{IdMap, RawInteractions};
+use super::{Features, IdMap, RawInteractions};
 use serde::Deserialize;
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Text encoding of a delimited file.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, Deserialize, PartialEq, Eq)]
+pub enum TextEncoding {
+    #[default]
+    #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
+    Utf8,
+    /// ISO-8859-1, read as windows-1252 (which agrees on every printable character).
+    #[serde(
+        rename = "latin-1",
+        alias = "latin1",
+        alias = "iso-8859-1",
+        alias = "windows-1252",
+        alias = "cp1252"
+    )]
+    Latin1,
+}
+
+/// A side table of attributes keyed by the user or item id (one record per id), read with
+/// the interaction file's separator, quoting, escape and encoding; it must have a header.
+#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SideTable {
+    /// The file; a relative path is taken from the interaction file's directory.
+    pub file: String,
+    /// 0-based column of the id (default 0).
+    pub id_col: usize,
+    /// Columns to keep as `[name in the header, feature name]` pairs, in this order (the
+    /// feature names are what profiles read: `title`, `year`, `author`, `publisher`, `age`,
+    /// `location`, ...). Empty: every column but the id, under its header name.
+    pub columns: Vec<(String, String)>,
+    /// Values that mean "missing" (e.g. `NULL`); they become empty.
+    pub null_values: Vec<String>,
+    /// Decode HTML character references (`&amp;`, `&#39;`) in the values.
+    pub html_entities: bool,
+}
+
+impl Default for SideTable {
+    fn default() -> Self {
+        Self {
+            file: String::new(),
+            id_col: 0,
+            columns: Vec::new(),
+            null_values: Vec::new(),
+            html_entities: false,
+        }
+    }
+}
 
 /// How to read a delimited interaction file.
 #[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DelimitedOptions {
-    /// Field separator (default tab).
+    /// Field separator (default tab); one ASCII character.
     pub sep: char,
     /// 0-based column of the user id (default 0).
     pub user_col: usize,
@@ -33,6 +87,39 @@ pub struct DelimitedOptions {
     pub has_header: bool,
     /// Lines starting with this prefix are skipped (default `#`; `None` keeps every line).
     pub comment_prefix: Option<String>,
+    /// Quote character (default `"`); `""` in a config (`None`) reads quotes as ordinary
+    /// characters.
+    #[serde(deserialize_with = "optional_char")]
+    pub quote: Option<char>,
+    /// Escape character for a quote inside a quoted field (e.g. `\`; default none: only
+    /// doubled quotes).
+    #[serde(deserialize_with = "optional_char")]
+    pub escape: Option<char>,
+    /// Text encoding of the files (default UTF-8).
+    pub encoding: TextEncoding,
+    /// Item attributes (title, author, ...), keyed by the item id.
+    pub items: Option<SideTable>,
+    /// User attributes (location, age, ...), keyed by the user id.
+    pub users: Option<SideTable>,
+    /// Keep only interactions whose item has a record in `items` (default false: items
+    /// without one get empty attributes).
+    pub only_known_items: bool,
+}
+
+/// One character, or none for an empty string (TOML has no null).
+fn optional_char<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<char>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    let Some(s) = s else { return Ok(None) };
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (None, _) => Ok(None),
+        (Some(c), None) => Ok(Some(c)),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected one character or \"\" (none), got {s:?}"
+        ))),
+    }
 }
 
 impl Default for DelimitedOptions {
@@ -45,6 +132,12 @@ impl Default for DelimitedOptions {
             timestamp_col: None,
             has_header: false,
             comment_prefix: Some("#".to_string()),
+            quote: Some('"'),
+            escape: None,
+            encoding: TextEncoding::Utf8,
+            items: None,
+            users: None,
+            only_known_items: false,
         }
     }
 }
@@ -55,6 +148,29 @@ impl DelimitedOptions {
         if self.sep == '\n' || self.sep == '\r' {
             return Err(DataError::Invalid(
                 "delimited: the separator cannot be a line break".into(),
+            ));
+        }
+        for (name, c) in [
+            ("sep", Some(self.sep)),
+            ("quote", self.quote),
+            ("escape", self.escape),
+        ] {
+            if let Some(c) = c {
+                if !c.is_ascii() {
+                    return Err(DataError::Invalid(format!(
+                        "delimited: {name} must be one ASCII character, got {c:?}"
+                    )));
+                }
+            }
+        }
+        if self.quote.is_some() && self.quote == Some(self.sep) {
+            return Err(DataError::Invalid(
+                "delimited: quote and sep are the same character".into(),
+            ));
+        }
+        if self.only_known_items && self.items.is_none() {
+            return Err(DataError::Invalid(
+                "delimited: only_known_items needs an items table (data.delimited.items)".into(),
             ));
         }
         let mut cols = vec![("user_col", self.user_col), ("item_col", self.item_col)];
@@ -83,11 +199,265 @@ impl DelimitedOptions {
     }
 }
 
-/// Reads a delimited interaction file. External ids are interned in order of first
-/// appearance; ratings and timestamps are read when their columns are configured.
+/// One parsed record: the line it starts on and its fields.
+pub(crate) struct Record<'a> {
+    pub line: usize,
+    pub fields: &'a csv::StringRecord,
+}
+
+/// Reads `path` as text in `encoding` (a byte-order mark dropped).
+pub(crate) fn read_encoded(path: &Path, encoding: TextEncoding) -> Result<String> {
+    let text = match encoding {
+        TextEncoding::Utf8 => read_text(path)?,
+        TextEncoding::Latin1 => {
+            let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+            let (text, _, _) = encoding_rs::WINDOWS_1252.decode(&bytes);
+            text.into_owned()
+        }
+    };
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
+}
+
+/// Parses `text` record by record with the options' separator, quoting and escape,
+/// skipping blank and comment lines, and hands each record, with the line it starts on,
+/// to `f` (one record buffer, reused: nothing but `f`'s own output is kept).
+pub(crate) fn for_each_record(
+    path: &Path,
+    text: &str,
+    opts: &DelimitedOptions,
+    mut f: impl FnMut(Record) -> Result<()>,
+) -> Result<()> {
+    let mut builder = csv::ReaderBuilder::new();
+    builder
+        .delimiter(opts.sep as u8)
+        .has_headers(false)
+        .flexible(true)
+        .quoting(opts.quote.is_some())
+        .escape(opts.escape.map(|c| c as u8));
+    if let Some(q) = opts.quote {
+        builder.quote(q as u8);
+    }
+    let mut reader = builder.from_reader(text.as_bytes());
+    let mut fields = csv::StringRecord::new();
+    loop {
+        let more = reader.read_record(&mut fields).map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line() as usize);
+            DataError::line(path, line, format!("cannot parse the record: {e}"))
+        })?;
+        if !more {
+            return Ok(());
+        }
+        let line = fields.position().map_or(0, |p| p.line() as usize);
+        if fields.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        if let Some(p) = &opts.comment_prefix {
+            if fields.get(0).is_some_and(|f| f.starts_with(p.as_str())) {
+                continue;
+            }
+        }
+        f(Record {
+            line,
+            fields: &fields,
+        })?;
+    }
+}
+
+/// A side table's attributes by external id, with its feature column names.
+struct SideRows {
+    columns: Vec<String>,
+    rows: HashMap<String, Vec<String>>,
+}
+
+impl SideRows {
+    /// Features in internal-id order; ids without a record get empty values.
+    fn features(&self, ids: &IdMap) -> Features {
+        let empty = vec![String::new(); self.columns.len()];
+        Features {
+            columns: self.columns.clone(),
+            rows: ids
+                .external
+                .iter()
+                .map(|e| self.rows.get(e).cloned().unwrap_or_else(|| empty.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// The side table's path: relative to the interaction file's directory.
+fn side_path(interactions: &Path, file: &str) -> PathBuf {
+    let p = Path::new(file);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        interactions.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+/// A latin-1 field that holds UTF-8 bytes read as latin-1 (`espÃ­ritus`: some of
+/// Book-Crossing's titles are stored so) gets them back (`espíritus`): when its
+/// windows-1252 bytes are valid UTF-8 with at least one multi-byte character. Genuine
+/// latin-1 text almost never forms valid UTF-8 (an accented letter followed by a
+/// continuation byte), so it is left as it is.
+pub fn repair_double_encoding(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.is_ascii() {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let (bytes, _, unmappable) = encoding_rs::WINDOWS_1252.encode(v);
+    if unmappable {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    match std::str::from_utf8(&bytes) {
+        Ok(s) if !s.is_ascii() => std::borrow::Cow::Owned(s.to_string()),
+        _ => std::borrow::Cow::Borrowed(v),
+    }
+}
+
+/// The side table's kept columns as `(source column, feature name)`, checked against the
+/// header on line `line`.
+fn side_columns(
+    path: &Path,
+    line: usize,
+    header: &[String],
+    table: &SideTable,
+) -> Result<Vec<(usize, String)>> {
+    if table.id_col >= header.len() {
+        return Err(DataError::line(
+            path,
+            line,
+            format!(
+                "{} column(s) in the header, but id_col is {} (0-based)",
+                header.len(),
+                table.id_col
+            ),
+        ));
+    }
+    if table.columns.is_empty() {
+        return Ok((0..header.len())
+            .filter(|&c| c != table.id_col)
+            .map(|c| (c, header[c].clone()))
+            .collect());
+    }
+    table
+        .columns
+        .iter()
+        .map(|(src, name)| {
+            header
+                .iter()
+                .position(|h| h == src)
+                .map(|c| (c, name.clone()))
+                .ok_or_else(|| {
+                    DataError::line(
+                        path,
+                        line,
+                        format!(
+                            "no column `{src}` in the header (it has: {})",
+                            header.join(", ")
+                        ),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Reads a side table (header required); the first record of an id wins.
+fn read_side_table(
+    interactions: &Path,
+    table: &SideTable,
+    opts: &DelimitedOptions,
+    what: &str,
+) -> Result<SideRows> {
+    if table.file.is_empty() {
+        return Err(DataError::Invalid(format!(
+            "delimited.{what}: `file` is missing"
+        )));
+    }
+    let path = side_path(interactions, &table.file);
+    let text = read_encoded(&path, opts.encoding)?;
+    // (source column, feature name), from the header
+    let mut header: Option<(usize, Vec<String>, Vec<(usize, String)>)> = None;
+    let mut rows = HashMap::new();
+    for_each_record(&path, &text, opts, |r| {
+        let Some((_, names, keep)) = &header else {
+            let names: Vec<String> = r.fields.iter().map(|s| s.trim().to_string()).collect();
+            let keep = side_columns(&path, r.line, &names, table)?;
+            header = Some((r.line, names, keep));
+            return Ok(());
+        };
+        if r.fields.len() != names.len() {
+            return Err(DataError::line(
+                &path,
+                r.line,
+                format!(
+                    "expected {} fields separated by {:?} (as in the header), found {}",
+                    names.len(),
+                    opts.sep,
+                    r.fields.len()
+                ),
+            ));
+        }
+        let id = r.fields[table.id_col].trim();
+        if id.is_empty() {
+            return Err(DataError::field(
+                &path,
+                r.line,
+                &names[table.id_col],
+                "empty id",
+            ));
+        }
+        if rows.contains_key(id) {
+            return Ok(());
+        }
+        let values = keep
+            .iter()
+            .map(|(c, _)| {
+                let v = r.fields[*c].trim();
+                if table.null_values.iter().any(|n| n == v) {
+                    return String::new();
+                }
+                let v = match opts.encoding {
+                    TextEncoding::Latin1 => repair_double_encoding(v),
+                    TextEncoding::Utf8 => std::borrow::Cow::Borrowed(v),
+                };
+                if table.html_entities {
+                    html_escape::decode_html_entities(&v).trim().to_string()
+                } else {
+                    v.into_owned()
+                }
+            })
+            .collect::<Vec<String>>();
+        rows.insert(id.to_string(), values);
+        Ok(())
+    })?;
+    let Some((_, _, keep)) = header else {
+        return Err(DataError::file(
+            &path,
+            "empty: a header line and one record per id expected",
+        ));
+    };
+    Ok(SideRows {
+        columns: keep.into_iter().map(|(_, n)| n).collect(),
+        rows,
+    })
+}
+
+/// Reads a delimited interaction file and its side tables. External ids are interned in
+/// order of first appearance; ratings and timestamps are read when their columns are
+/// configured.
 pub fn read_delimited(path: &Path, opts: &DelimitedOptions) -> Result<RawInteractions> {
     opts.validate()?;
-    let text = read_text(path)?;
+    let text = read_encoded(path, opts.encoding)?;
+    let items_table = match &opts.items {
+        Some(t) => Some(read_side_table(path, t, opts, "items")?),
+        None => None,
+    };
+    let users_table = match &opts.users {
+        Some(t) => Some(read_side_table(path, t, opts, "users")?),
+        None => None,
+    };
     let needed = [
         Some(opts.user_col),
         Some(opts.item_col),
@@ -115,14 +485,10 @@ pub fn read_delimited(path: &Path, opts: &DelimitedOptions) -> Result<RawInterac
             None => format!("column {c}"),
         }
     };
+    let mut unknown_items = 0usize;
 
-    for (lineno, line) in numbered_lines(&text) {
-        if let Some(p) = &opts.comment_prefix {
-            if line.starts_with(p.as_str()) {
-                continue;
-            }
-        }
-        let fields: Vec<&str> = line.split(opts.sep).collect();
+    for_each_record(path, &text, opts, |rec| {
+        let (lineno, fields) = (rec.line, rec.fields);
         match n_fields {
             None => {
                 if fields.len() < needed {
@@ -140,7 +506,7 @@ pub fn read_delimited(path: &Path, opts: &DelimitedOptions) -> Result<RawInterac
                 n_fields = Some(fields.len());
                 if opts.has_header {
                     names = Some(fields.iter().map(|s| s.trim().to_string()).collect());
-                    continue;
+                    return Ok(());
                 }
             }
             Some(n) if n != fields.len() => {
@@ -166,15 +532,32 @@ pub fn read_delimited(path: &Path, opts: &DelimitedOptions) -> Result<RawInterac
             let f = col_name(&names, opts.item_col);
             return Err(DataError::field(path, lineno, f, "empty item id"));
         }
+        if opts.only_known_items {
+            if let Some(t) = &items_table {
+                if !t.rows.contains_key(item) {
+                    unknown_items += 1;
+                    return Ok(());
+                }
+            }
+        }
         if let (Some(c), Some(v)) = (opts.rating_col, raw.ratings.as_mut()) {
-            v.push(parse_float(path, lineno, &col_name(&names, c), fields[c])? as f32);
+            v.push(parse_float(path, lineno, &col_name(&names, c), &fields[c])? as f32);
         }
         if let (Some(c), Some(v)) = (opts.timestamp_col, raw.timestamps.as_mut()) {
-            v.push(parse_float(path, lineno, &col_name(&names, c), fields[c])?);
+            v.push(parse_float(path, lineno, &col_name(&names, c), &fields[c])?);
         }
         raw.users.push(user_ids.intern(user));
         raw.items.push(item_ids.intern(item));
+        Ok(())
+    })?;
+    if unknown_items > 0 {
+        tracing::info!(
+            "{}: {unknown_items} interactions dropped: their item has no record in the items table",
+            path.display()
+        );
     }
+    raw.item_features = items_table.map(|t| t.features(&item_ids));
+    raw.user_features = users_table.map(|t| t.features(&user_ids));
     raw.user_ids = user_ids;
     raw.item_ids = item_ids;
     Ok(raw)

@@ -627,6 +627,18 @@ impl CustomOp1 for Uniformity {
     }
 }
 
+// ---------------------------------------------------------------- variance floor
+
+/// VICReg's variance term (Bardes et al., ICLR 2022): `mean_j max(0, gamma - std_j)` with
+/// `std_j = sqrt(var_j + 1e-4)` the population standard deviation of column `j` of `x`
+/// (`[n, d]`). Zero while every dimension spreads at least `gamma`; it rises as the rows
+/// collapse onto one point (issue 13, item 3). Plain candle ops, gradients by autograd.
+pub fn variance_floor(x: &Tensor, gamma: f64) -> Result<Tensor> {
+    let centred = x.broadcast_sub(&x.mean_keepdim(0)?)?;
+    let std = (centred.sqr()?.mean(0)? + 1e-4)?.sqrt()?;
+    (std.neg()? + gamma)?.relu()?.mean_all()
+}
+
 /// Rows scaled to unit L2 norm (`x / sqrt(eps + |x|^2)`, RLMRec's form).
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     x.broadcast_div(&(x.sqr()?.sum_keepdim(D::Minus1)? + 1e-8)?.sqrt()?)
@@ -901,5 +913,32 @@ mod tests {
         assert!((uniformity(&o, 2.0).unwrap().to_scalar::<f32>().unwrap() + 4.0).abs() < 1e-5);
         // finite differences on the fused op alone
         assert_finite_differences(|t| uniformity(t, 2.0).unwrap(), &x, &[0, 5, 13, 23], 2e-3);
+    }
+
+    /// Hand value: columns with variance 1 and 0 against gamma 0.5 give
+    /// `(max(0, 0.5 - 1.00005) + max(0, 0.5 - 0.01)) / 2 = 0.245`; gradient against finite
+    /// differences where the hinge is active.
+    #[test]
+    fn variance_floor_hand_value_and_finite_differences() {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[1f32, 0.], [-1., 0.]], &dev).unwrap();
+        let v = variance_floor(&x, 0.5).unwrap().to_scalar::<f32>().unwrap();
+        assert!((v - 0.245).abs() < 1e-5, "{v}");
+        // every column spread beyond gamma: no cost
+        assert_eq!(
+            variance_floor(&x, 0.005)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap(),
+            0.0
+        );
+        let y = var(9, 3, 2);
+        let small = Var::from_tensor(&(y.as_tensor() * 0.1).unwrap()).unwrap();
+        assert_finite_differences(
+            |t| variance_floor(t, 1.0).unwrap(),
+            &small,
+            &[0, 7, 13, 26],
+            2e-3,
+        );
     }
 }

@@ -129,6 +129,7 @@ pub fn train(
             break;
         }
         let t0 = Instant::now();
+        model.align.start_epoch(epoch);
         let sums = epochs.run(model).map_err(|e| {
             let kept = match last_checkpoint {
                 Some(at) => format!(

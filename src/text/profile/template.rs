@@ -94,7 +94,8 @@ pub struct Describer<'a> {
     year: Option<&'static str>,
     genre: Option<&'static str>,
     coding: UserCoding,
-    /// `"movie"` when the items are films, else `"item"`.
+    /// `"movie"` when the items are films, `"book"` when they have an author (Book-Crossing),
+    /// else `"item"`.
     pub noun: &'static str,
 }
 
@@ -108,8 +109,15 @@ impl<'a> Describer<'a> {
             ),
             None => (None, None, None),
         };
+        let has = |c: &str| {
+            ds.item_features
+                .as_ref()
+                .is_some_and(|f| f.columns.iter().any(|x| x == c))
+        };
         let noun = if title == Some("movie_title") {
             "movie"
+        } else if has("author") {
+            "book"
         } else {
             "item"
         };
