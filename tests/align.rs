@@ -147,7 +147,7 @@ fn setup(name: &str) -> (std::path::PathBuf, Vec<String>) {
 #[test]
 fn alignment_contract_on_every_backbone() {
     let (dir, base) = setup("contract");
-    let expected: [(&str, &[&str], &[&str]); 7] = [
+    let expected: [(&str, &[&str], &[&str]); 10] = [
         ("none", &[], &[]),
         ("rlmrec_con", &[], &["kd"]),
         ("rlmrec_gen", &[], &["recon"]),
@@ -167,9 +167,30 @@ fn alignment_contract_on_every_backbone() {
             &["align.darec.shared_bias=false"],
             &["or", "uni", "global", "local"],
         ),
+        (
+            "darec",
+            &[
+                "align.darec.var_floor=0.2",
+                "align.darec.split_nodes=true",
+                "align.darec.uni_rows=16",
+                "align.darec.warmup_epochs=3",
+            ],
+            &["or", "uni", "var_floor", "global", "local"],
+        ),
+        (
+            "darec",
+            &["align.darec.plus_con=true", "align.darec.centred=true"],
+            &["or", "uni", "global", "local", "kd"],
+        ),
+        (
+            "darec",
+            &["align.darec.score_shared=true"],
+            &["or", "uni", "global", "local"],
+        ),
     ];
+    let expected: Vec<_> = expected.to_vec();
     for backbone in ["mf", "lightgcn"] {
-        for (kind, extra, terms) in expected {
+        for &(kind, extra, terms) in &expected {
             let mut o = base.clone();
             o.push(format!("model.backbone=\"{backbone}\""));
             o.push(format!("align.kind=\"{kind}\""));
@@ -183,9 +204,11 @@ fn alignment_contract_on_every_backbone() {
                 &Device::Cpu,
             )
             .unwrap();
+            // a warm-up starts from epoch 1 (epoch 0 would weigh the terms 0)
+            model.align.start_epoch(1);
             let losses = model.step_losses(&batch, &mut Rng::new(3)).unwrap();
             let names: Vec<&str> = losses.iter().map(|t| t.name.as_str()).collect();
-            assert_eq!(&names[1..], terms, "{backbone}+{kind}");
+            assert_eq!(&names[1..], terms, "{backbone}+{kind} {extra:?}");
             let mut total = losses[0].value.clone();
             for t in &losses[1..] {
                 let v = t.value.to_scalar::<f32>().unwrap();
@@ -296,6 +319,49 @@ fn aligned_models_train_end_to_end_and_reload() {
     // a missing vectors setting is a clear error
     let e = Config::load(None, &["align.kind=\"darec\"".into()]).unwrap_err();
     assert!(format!("{e:#}").contains("align.vectors"), "{e:#}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `score_shared`: BPR, evaluation and serving all score with `[e_C ; P_C^sh(e_C)]`: the
+/// served vectors are twice the backbone's width, a fold-in and an explanation work, and
+/// evaluation after reloading gives the training run's numbers.
+#[test]
+fn scoring_with_the_shared_part_runs_everywhere() {
+    let (dir, base) = setup("score-shared");
+    let mut o = base.clone();
+    o.push("model.backbone=\"lightgcn\"".into());
+    o.push("align.kind=\"darec\"".into());
+    o.push("align.darec.score_shared=true".into());
+    o.push("train.max_epochs=6".into());
+    let cfg = Config::load(None, &o).unwrap();
+    let ds = load_dataset(&cfg.data).unwrap();
+    let out = dir.join("run");
+    let r = darec::pipeline::train_on(&cfg, &ds, Some(out.clone())).unwrap();
+    let (_, again) = darec::pipeline::eval_run(&out, "test").unwrap();
+    assert_eq!(again.values, r.test.values);
+    let model = Model::from_config(&cfg, &ds, &Device::Cpu).unwrap();
+    model.load(&out.join("model.safetensors")).unwrap();
+    let (u, i) = model.final_embeddings().unwrap();
+    assert_eq!(
+        (u.dim(1).unwrap(), i.dim(1).unwrap()),
+        (32, 32),
+        "[e ; P(e)] of d = 16"
+    );
+    let rec = darec::serve::recommender::Recommender::load(&out, Default::default()).unwrap();
+    let (_, items) = rec.ids();
+    let liked = vec![items[0].clone(), items[3].clone()];
+    for method in [
+        darec::serve::recommender::FoldMethod::Closed,
+        darec::serve::recommender::FoldMethod::Auto,
+    ] {
+        let got = rec.recommend_for_items(&liked, 5, method).unwrap();
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|s| s.score.is_finite()));
+    }
+    let (users, _) = rec.ids();
+    let ex = darec::serve::explain::explain(&rec, &users[0], 3, 2).unwrap();
+    assert_eq!(ex.recommendations.len(), 3);
+    assert!(!ex.centres.is_empty(), "DaRec's centres over e_C");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -95,6 +95,12 @@ pub struct DarecConfig {
     /// `n_hat = 4096`, while every other term is linear in `n` (the global term through the
     /// Gram identity). 1024 rows cost a sixteenth.
     pub uni_rows: usize,
+    /// Not in the paper (issue 13, item 5; our reading of the paper's argument that the
+    /// disentangled parts carry the useful information): rank with `[e_C ; P_C^sh(e_C)]`,
+    /// so a score is `e_u . e_i + P(e_u) . P(e_i)`. BPR trains through the same score, so the
+    /// collaborative shared head learns from ranking as well as from the alignment; the
+    /// saved model, evaluation and serving use this space (its width is `2 d`).
+    pub score_shared: bool,
 }
 
 impl Default for DarecConfig {
@@ -124,6 +130,7 @@ impl Default for DarecConfig {
             warmup_epochs: 0,
             plus_con: false,
             uni_rows: 0,
+            score_shared: false,
         }
     }
 }
@@ -144,6 +151,11 @@ pub struct Darec {
 impl Darec {
     /// `con` holds RLMRec-Con's settings, used when `cfg.plus_con`.
     pub fn new(cfg: &DarecConfig, con: &ConConfig, ctx: AlignContext) -> Result<Self> {
+        if cfg.score_shared && !cfg.disentangle {
+            candle_core::bail!(
+                "align.darec.score_shared needs disentangle = true (it scores with the shared part)"
+            );
+        }
         if cfg.uni_rows == 1 {
             candle_core::bail!("align.darec.uni_rows must be 0 (all) or >= 2");
         }
@@ -309,6 +321,13 @@ impl Alignment for Darec {
         let idx = Tensor::from_slice(nodes, nodes.len(), e_c.device())?;
         let e_l = self.sem.all.index_select(&idx, 0)?;
         Ok(Some(self.shared(e_c, &e_l)?))
+    }
+    fn score_space(&self, nodes: &Tensor) -> Result<Option<Tensor>> {
+        if !self.cfg.score_shared {
+            return Ok(None);
+        }
+        let shared = self.c_shared.forward(nodes)?;
+        Ok(Some(Tensor::cat(&[nodes, &shared], 1)?))
     }
     fn start_epoch(&mut self, epoch: usize) {
         self.epoch = epoch;
@@ -805,5 +824,35 @@ mod tests {
         )
         .unwrap();
         assert!((all - got).abs() > 1e-4);
+    }
+
+    /// `score_shared`: the score space is `[e ; e W + b]` of the collaborative shared
+    /// head, so a dot product there is `e_u . e_i + P(e_u) . P(e_i)`; off, there is none.
+    #[test]
+    fn score_shared_appends_the_collaborative_shared_part() {
+        let cfg = DarecConfig {
+            n_hat: 11,
+            score_shared: true,
+            ..Default::default()
+        };
+        let (darec, nodes, _) = small(&cfg);
+        let s = darec.score_space(&nodes).unwrap().unwrap();
+        assert_eq!(s.dims(), &[11, 8]);
+        let p = darec.c_shared.forward(&nodes).unwrap();
+        let dot = |a: &Tensor, i: usize, j: usize| {
+            (a.get(i).unwrap() * a.get(j).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let want = dot(&nodes, 0, 7) + dot(&p, 0, 7);
+        assert!((dot(&s, 0, 7) - want).abs() < 1e-5);
+        let (plain, nodes, _) = small(&DarecConfig {
+            score_shared: false,
+            ..cfg
+        });
+        assert!(plain.score_space(&nodes).unwrap().is_none());
     }
 }

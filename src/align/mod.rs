@@ -179,6 +179,13 @@ pub trait Alignment: Send {
     fn shared_space(&self, _e_c: &Tensor, _nodes: &[u32]) -> Result<Option<(Tensor, Tensor)>> {
         Ok(None)
     }
+    /// The vectors that ranking scores are dot products of, from the backbone's final
+    /// embeddings `nodes` (`[n, d_out]`), for alignments that add to the score (DaRec with
+    /// `score_shared`: `[e_C ; P_C^sh(e_C)]`); `None`: the final embeddings themselves.
+    /// Training's BPR, evaluation and serving all score in this space.
+    fn score_space(&self, _nodes: &Tensor) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
     /// Cold start: collaborative-space vectors `[n, d_out]` for users or items known only
     /// by their semantic vectors `e_l` `[n, d_L]`, through the alignment's trained
     /// language-side projection, for alignments that have one (RLMRec-Con, DaRec).

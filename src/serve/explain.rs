@@ -94,7 +94,9 @@ fn preference_centres(r: &Recommender) -> anyhow::Result<(Option<Vec<usize>>, Ve
     let n_users = r.ids().0.len();
     let n_items = r.n_items() - r.n_added();
     let model = r.model();
-    let e_c = candle_core::Tensor::from_slice(&items[..n_items * d], (n_items, d), model.device())?;
+    // the served vectors may be a score space `[e_C ; ...]`: e_C is their first columns
+    let e_c = candle_core::Tensor::from_slice(&items[..n_items * d], (n_items, d), model.device())?
+        .narrow(1, 0, model.backbone.out_dim().min(d))?;
     let nodes: Vec<u32> = (0..n_items as u32).map(|i| i + n_users as u32).collect();
     let Some((shared, _)) = model.align.shared_space(&e_c, &nodes)? else {
         return Ok((None, Vec::new()));

@@ -307,7 +307,7 @@ impl Recommender {
             .fold_in
             .as_ref()
             .filter(|_| liked.iter().all(|&i| (i as usize) < self.n_trained_items))
-            .map(|f| f.user(liked));
+            .map(|f| self.score_space_rows(f.user(liked)));
         let opts = FitOptions {
             seed: self.cfg.train.seed,
             ..Default::default()
@@ -318,6 +318,27 @@ impl Recommender {
                 fit_user_from(&self.items, self.dim, liked, Some(&v), &opts)
             }
             _ => fit_user(&self.items, self.dim, liked, &opts),
+        }
+    }
+
+    /// Backbone-space rows (flat, the backbone's width) in the space the served vectors
+    /// live in (see [`Model::to_score_space`]); the identity for most alignments.
+    fn score_space_rows(&self, rows: Vec<f32>) -> Vec<f32> {
+        if rows.len() == self.dim {
+            return rows;
+        }
+        let model = self.model.lock().expect("model lock");
+        let n = rows.len();
+        let mapped = candle_core::Tensor::from_vec(rows.clone(), (1, n), model.device())
+            .map_err(anyhow::Error::from)
+            .and_then(|t| model.to_score_space(t))
+            .and_then(|t| Ok(host(&t)?));
+        match mapped {
+            Ok(v) if v.len() == self.dim => v,
+            other => {
+                tracing::error!("cannot map a fold-in vector into the score space: {other:?}");
+                rows
+            }
         }
     }
 
@@ -476,7 +497,7 @@ impl Recommender {
             model
                 .align
                 .text_to_collaborative(&t.to_device(model.device())?)?
-                .map(|p| host(&p))
+                .map(|p| -> anyhow::Result<Vec<f32>> { Ok(host(&model.to_score_space(p)?)?) })
                 .transpose()?
         };
         match (projected, method) {

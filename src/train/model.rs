@@ -142,14 +142,23 @@ impl Model {
         Ok(total)
     }
 
-    /// Final user `[U, d]` and item `[I, d]` embeddings on the full graph (inference mode).
+    /// Final user `[U, d]` and item `[I, d]` vectors on the full graph (inference mode), in
+    /// the space ranking scores are dot products of (the alignment's score space when it
+    /// has one, else the backbone's final embeddings).
     pub fn final_embeddings(&self) -> anyhow::Result<(Tensor, Tensor)> {
         let ego = self.backbone.ego()?;
         let nodes = self.backbone.encode(&ego, &mut Mode::Eval)?;
+        let nodes = self.to_score_space(nodes)?;
         Ok((
             nodes.narrow(0, 0, self.n_users)?,
             nodes.narrow(0, self.n_users, self.n_items)?,
         ))
+    }
+
+    /// Backbone-space vectors (`[n, d_out]`: final embeddings, fold-in or cold-start
+    /// vectors) in the space ranking scores are dot products of.
+    pub fn to_score_space(&self, nodes: Tensor) -> anyhow::Result<Tensor> {
+        Ok(self.align.score_space(&nodes)?.unwrap_or(nodes))
     }
 
     /// Copies of all parameter values.
