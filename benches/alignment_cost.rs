@@ -14,102 +14,76 @@ use darec::train::{EpochRunner, Model};
 use std::path::Path;
 use std::time::Instant;
 
-/// (label, overrides on top of the base config).
-const VARIANTS: &[(&str, &[&str])] = &[
-    ("LightGCN", &["align.kind=\"none\""]),
-    ("RLMRec-Con", &["align.kind=\"rlmrec_con\""]),
-    ("RLMRec-Gen", &["align.kind=\"rlmrec_gen\""]),
+/// (label, `;`-separated overrides on top of the base config; `darec.` stands for
+/// `align.darec.` and implies `align.kind = "darec"`).
+const VARIANTS: &[(&str, &str)] = &[
+    ("LightGCN", "align.kind=\"none\""),
+    ("RLMRec-Con", "align.kind=\"rlmrec_con\""),
+    ("RLMRec-Gen", "align.kind=\"rlmrec_gen\""),
     (
         "DaRec N_hat 512 K 4 (ML-1M tuned)",
-        &[
-            "align.kind=\"darec\"",
-            "align.darec.n_hat=512",
-            "align.darec.k=4",
-        ],
+        "darec.n_hat=512;darec.k=4",
     ),
-    (
-        "DaRec N_hat 4096 K 4",
-        &[
-            "align.kind=\"darec\"",
-            "align.darec.n_hat=4096",
-            "align.darec.k=4",
-        ],
-    ),
-    (
-        "DaRec N_hat 4096 K 8",
-        &[
-            "align.kind=\"darec\"",
-            "align.darec.n_hat=4096",
-            "align.darec.k=8",
-        ],
-    ),
+    ("DaRec N_hat 4096 K 4", "darec.n_hat=4096;darec.k=4"),
+    ("DaRec N_hat 4096 K 8", "darec.n_hat=4096;darec.k=8"),
     (
         "DaRec N_hat 4096 K 4 uni_rows 1024",
-        &[
-            "align.kind=\"darec\"",
-            "align.darec.n_hat=4096",
-            "align.darec.k=4",
-            "align.darec.uni_rows=1024",
-        ],
+        "darec.n_hat=4096;darec.k=4;darec.uni_rows=1024",
     ),
     (
         "DaRec N_hat 4096 K 8 uni_rows 1024",
-        &[
-            "align.kind=\"darec\"",
-            "align.darec.n_hat=4096",
-            "align.darec.k=8",
-            "align.darec.uni_rows=1024",
-        ],
+        "darec.n_hat=4096;darec.k=8;darec.uni_rows=1024",
+    ),
+    (
+        "DaRec N_hat 4096 K 4 linear l_heads uni_rows 1024",
+        "darec.n_hat=4096;darec.k=4;darec.uni_rows=1024;darec.l_heads=\"linear\"",
+    ),
+    (
+        "DaRec N_hat 4096 K 8 linear l_heads uni_rows 1024",
+        "darec.n_hat=4096;darec.k=8;darec.uni_rows=1024;darec.l_heads=\"linear\"",
     ),
     (
         "DaRec 512/4 centred",
-        &[
-            "align.kind=\"darec\"",
-            "align.darec.n_hat=512",
-            "align.darec.k=4",
-            "align.darec.centred=true",
-        ],
+        "darec.n_hat=512;darec.k=4;darec.centred=true",
     ),
     (
         "DaRec 512/4 centred global_all",
-        &[
-            "align.kind=\"darec\"",
-            "align.darec.n_hat=512",
-            "align.darec.k=4",
-            "align.darec.centred=true",
-            "align.darec.global_all=true",
-        ],
+        "darec.n_hat=512;darec.k=4;darec.centred=true;darec.global_all=true",
     ),
     (
         "DaRec 512/4 split_nodes centred",
-        &[
-            "align.kind=\"darec\"",
-            "align.darec.n_hat=512",
-            "align.darec.k=4",
-            "align.darec.centred=true",
-            "align.darec.split_nodes=true",
-        ],
+        "darec.n_hat=512;darec.k=4;darec.centred=true;darec.split_nodes=true",
     ),
     (
         "DaRec 512/4 var_floor",
-        &[
-            "align.kind=\"darec\"",
-            "align.darec.n_hat=512",
-            "align.darec.k=4",
-            "align.darec.var_floor=0.15",
-        ],
+        "darec.n_hat=512;darec.k=4;darec.var_floor=0.15",
+    ),
+    (
+        "DaRec 512/4 score_shared",
+        "darec.n_hat=512;darec.k=4;darec.score_shared=true",
     ),
     (
         "DaRec 512/4 plus_con centred",
-        &[
-            "align.kind=\"darec\"",
-            "align.darec.n_hat=512",
-            "align.darec.k=4",
-            "align.darec.centred=true",
-            "align.darec.plus_con=true",
-        ],
+        "darec.n_hat=512;darec.k=4;darec.centred=true;darec.plus_con=true",
     ),
 ];
+
+/// The overrides of a variant, with `darec.` expanded.
+fn overrides_of(sets: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in sets.split(';') {
+        match s.strip_prefix("darec.") {
+            Some(rest) => {
+                if out.is_empty() {
+                    out.push("align.kind=\"darec\"".into());
+                }
+                out.push(format!("align.darec.{rest}"));
+            }
+            None => out.push(s.to_string()),
+        }
+    }
+    out
+}
 
 fn main() -> anyhow::Result<()> {
     let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
@@ -138,7 +112,7 @@ fn main() -> anyhow::Result<()> {
                 continue;
             }
         }
-        let mut overrides: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let mut overrides = overrides_of(sets);
         overrides.push("train.progress=false".into());
         overrides.push(format!("align.vectors=\"{vectors}\""));
         let cfg = Config::load(Some(Path::new(&base)), &overrides)?;
@@ -173,7 +147,9 @@ fn main() -> anyhow::Result<()> {
             times.push(t0.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
+        // the median (of an even count, the mean of the middle two)
+        let n = times.len();
+        let median = (times[(n - 1) / 2] + times[n / 2]) / 2.0;
         eprintln!("{label}: epochs {times:.2?} s");
         rows.push((label.to_string(), median));
     }

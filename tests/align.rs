@@ -147,7 +147,7 @@ fn setup(name: &str) -> (std::path::PathBuf, Vec<String>) {
 #[test]
 fn alignment_contract_on_every_backbone() {
     let (dir, base) = setup("contract");
-    let expected: [(&str, &[&str], &[&str]); 10] = [
+    let expected: [(&str, &[&str], &[&str]); 11] = [
         ("none", &[], &[]),
         ("rlmrec_con", &[], &["kd"]),
         ("rlmrec_gen", &[], &["recon"]),
@@ -185,6 +185,11 @@ fn alignment_contract_on_every_backbone() {
         (
             "darec",
             &["align.darec.score_shared=true"],
+            &["or", "uni", "global", "local"],
+        ),
+        (
+            "darec",
+            &["align.darec.l_heads=\"linear\""],
             &["or", "uni", "global", "local"],
         ),
     ];

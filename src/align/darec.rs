@@ -18,7 +18,7 @@
 
 use super::hungarian::max_score_assignment;
 use super::kmeans::kmeans;
-use super::mlp::{Linear, Mlp};
+use super::mlp::{Head, Linear, Mlp};
 use super::rlmrec_con::{ConConfig, RlmrecCon};
 use super::{AlignContext, AlignInput, Alignment, SemanticTables};
 use crate::backbone::LossTerm;
@@ -101,6 +101,21 @@ pub struct DarecConfig {
     /// collaborative shared head learns from ranking as well as from the alignment; the
     /// saved model, evaluation and serving use this space (its width is `2 d`).
     pub score_shared: bool,
+    /// The language-side heads: `"mlp"` (RLMRec's MLP shape, `d_L -> (d_L + d) / 2 -> d`,
+    /// the default) or `"linear"` (one `Linear(d_L, d)`). Both are our choice (the paper
+    /// names projection heads, not their shape); on 384-d vectors the MLP heads over the
+    /// `n_hat` sampled rows are most of DaRec's cost at the paper's `n_hat = 4096`
+    /// (benches/alignment_cost.rs), the linear ones cost a sixth of that.
+    pub l_heads: LanguageHeads,
+}
+
+/// Shape of DaRec's language-side heads (`l_heads`).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LanguageHeads {
+    #[default]
+    Mlp,
+    Linear,
 }
 
 impl Default for DarecConfig {
@@ -131,6 +146,7 @@ impl Default for DarecConfig {
             plus_con: false,
             uni_rows: 0,
             score_shared: false,
+            l_heads: LanguageHeads::Mlp,
         }
     }
 }
@@ -139,8 +155,8 @@ pub struct Darec {
     cfg: DarecConfig,
     c_shared: Linear,
     c_specific: Linear,
-    l_shared: Mlp,
-    l_specific: Mlp,
+    l_shared: Head,
+    l_specific: Head,
     sem: SemanticTables,
     /// RLMRec-Con beside DaRec's terms (`plus_con`).
     con: Option<RlmrecCon>,
@@ -168,8 +184,15 @@ impl Darec {
         let d = ctx.out_dim;
         let c_shared = Linear::new(d, d, ctx.device, ctx.rng)?;
         let c_specific = Linear::new(d, d, ctx.device, ctx.rng)?;
-        let l_shared = Mlp::new(ctx.sem.dim, d, ctx.device, ctx.rng)?;
-        let l_specific = Mlp::new(ctx.sem.dim, d, ctx.device, ctx.rng)?;
+        let (dl, dev) = (ctx.sem.dim, ctx.device);
+        let head = |rng: &mut Rng| -> Result<Head> {
+            Ok(match cfg.l_heads {
+                LanguageHeads::Mlp => Head::Mlp(Mlp::new(dl, d, dev, rng)?),
+                LanguageHeads::Linear => Head::Linear(Linear::new(dl, d, dev, rng)?),
+            })
+        };
+        let l_shared = head(ctx.rng)?;
+        let l_specific = head(ctx.rng)?;
         let sem = ctx.sem.clone();
         // built last, so DaRec's own heads start as they do without it
         let con = if cfg.plus_con {

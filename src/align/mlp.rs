@@ -72,6 +72,27 @@ impl Mlp {
     }
 }
 
+/// A projection head: the RLMRec MLP or one linear layer (DaRec's `l_heads` switch).
+pub enum Head {
+    Mlp(Mlp),
+    Linear(Linear),
+}
+
+impl Head {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Head::Mlp(m) => m.forward(x),
+            Head::Linear(l) => l.forward(x),
+        }
+    }
+    pub fn params(&self, prefix: &str) -> Vec<(String, Var)> {
+        match self {
+            Head::Mlp(m) => m.params(prefix),
+            Head::Linear(l) => l.params(prefix),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
