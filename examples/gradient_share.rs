@@ -5,11 +5,14 @@
 //! cosine with BPR's gradient. Measured at the run's best weights, and at initialisation
 //! (`--init`: the same config, untrained).
 //!
-//! `cargo run --release --example gradient_share -- runs/<run> [--init] [--batches 5]`
+//! `cargo run --release --example gradient_share -- runs/<run> [--init] [--batches 5]
+//! [--set key=value ...] [--train-epochs N]` (overrides apply to the run's config, e.g.
+//! another alignment at initialisation; `--train-epochs` trains that many epochs first, as
+//! `darec train` does, and measures after them).
 use darec::config::Config;
 use darec::data::load::load_dataset;
 use darec::rng::Rng;
-use darec::train::batch::Batch;
+use darec::step::Batch;
 use darec::train::sampler::BprSampler;
 
 fn main() -> anyhow::Result<()> {
@@ -23,13 +26,32 @@ fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(5);
+    let train_epochs: usize = args
+        .iter()
+        .position(|a| a == "--train-epochs")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0);
+    let sets: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--set")
+        .map(|w| w[1].clone())
+        .collect();
     darec::threads::configure(0)?;
-    let cfg = Config::load(Some(&dir.join("config.toml")), &[])?;
+    let cfg = Config::load(Some(&dir.join("config.toml")), &sets)?;
     let ds = load_dataset(&cfg.data)?;
     let dev = candle_core::Device::Cpu;
     let mut model = darec::train::Model::from_config(&cfg, &ds, &dev)?;
     if !init {
         model.load(&dir.join("model.safetensors"))?;
+    }
+    if train_epochs > 0 {
+        let mut runner = darec::train::EpochRunner::new(&model, &ds, &cfg)?;
+        for epoch in 1..=train_epochs {
+            model.align.start_epoch(epoch);
+            runner.run(&mut model)?;
+        }
     }
     let table = model
         .backbone
@@ -85,8 +107,9 @@ fn main() -> anyhow::Result<()> {
         .map(|a| a.1 / a.3 as f64)
         .unwrap_or(f64::NAN);
     println!(
-        "\n{} ({}), {n_batches} batches of {}\n",
+        "\n{} {} ({}), {n_batches} batches of {}\n",
         dir.display(),
+        sets.join(" "),
         if init {
             "at initialisation"
         } else {

@@ -10,7 +10,7 @@ use darec::data::graph::BipartiteGraph;
 use darec::data::load::load_dataset;
 use darec::ops::{propagate, Combine};
 use darec::rng::Rng;
-use darec::train::batch::Batch;
+use darec::step::Batch;
 use std::sync::Arc;
 
 fn main() -> anyhow::Result<()> {

@@ -7,7 +7,7 @@ use darec::align::{AlignConfig, AlignKind, SemanticTables};
 use darec::config::Config;
 use darec::data::load::load_dataset;
 use darec::rng::Rng;
-use darec::train::batch::Batch;
+use darec::step::Batch;
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {

@@ -1,14 +1,17 @@
 //! Run configuration: one TOML file with sections `data`, `model`, `train`, `eval`,
 //! `align`, `output`, `openai`; every field has a default and can be overridden from the command
 //! line with `--set section.field=value`. Unknown fields are errors (typos never pass
-//! silently). `data.name` of a built-in dataset (`ml-1m`, `ml-100k`, `amazon`, `yelp`)
+//! silently). `data.name` of a built-in dataset (`ml-1m`, `ml-100k`, `amazon`, `yelp`,
+//! `bookcrossing`)
 //! fills in its format, path and preparation from `configs/datasets/<name>.toml`,
 //! embedded in the binary; fields given in the file or by `--set` win.
 
-use crate::data::delimited::DelimitedOptions;
-use crate::data::prepare::PrepareOptions;
-use crate::data::recbole::RecboleOptions;
-use crate::data::rlmrec::RlmrecFormat;
+/// The model section's type lives with the backbones that read it (`backbone/config.rs`),
+/// as the alignment section's lives in `align/`: each layer owns its settings and this
+/// file only gathers them, so imports run one way.
+pub use crate::backbone::ModelConfig;
+pub use crate::cache::{cache_dir, resolve_cache_path};
+pub use crate::data::config::{DataConfig, DataFormat};
 use crate::eval::EvalOptions;
 use crate::ops::AdamConfig;
 use anyhow::{bail, Context};
@@ -28,100 +31,6 @@ pub struct Config {
     /// `darec embed --embedder openai:...`): timeout_s, max_retries, concurrency,
     /// requests_per_minute, backoff; the server and model come from the command line.
     pub openai: crate::text::openai::OpenAiConfig,
-}
-
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum DataFormat {
-    /// RecBole atomic files `<path>/<name>.inter` (+ `.item`, `.user`).
-    #[default]
-    Recbole,
-    /// One delimited interaction file at `<path>`.
-    Delimited,
-    /// RLMRec's split directory `<path>/{trn,val,tst}_mat.pkl` or `.tsv`.
-    Rlmrec,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct DataConfig {
-    /// Dataset name; a built-in name brings its own defaults.
-    pub name: String,
-    pub format: DataFormat,
-    /// Directory (recbole, rlmrec) or file (delimited). A leading `@cache/` stands for the
-    /// download cache: `$DAREC_CACHE`, or `.cache` in the working directory.
-    pub path: String,
-    /// File stem of RecBole atomic files (defaults to `name`).
-    pub recbole_stem: Option<String>,
-    pub recbole: RecboleOptions,
-    pub delimited: DelimitedOptions,
-    pub rlmrec_format: RlmrecFormat,
-    pub prepare: PrepareOptions,
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        Self {
-            name: "ml-1m".into(),
-            format: DataFormat::Recbole,
-            path: "@cache/data/ml-1m".into(),
-            recbole_stem: None,
-            recbole: RecboleOptions::default(),
-            delimited: DelimitedOptions::default(),
-            rlmrec_format: RlmrecFormat::default(),
-            prepare: PrepareOptions::default(),
-        }
-    }
-}
-
-impl DataConfig {
-    /// The data path with `@cache/` expanded.
-    pub fn resolved_path(&self) -> PathBuf {
-        resolve_cache_path(&self.path)
-    }
-}
-
-/// Expands a leading `@cache/` to the download cache directory.
-pub fn resolve_cache_path(p: &str) -> PathBuf {
-    match p.strip_prefix("@cache/") {
-        Some(rest) => cache_dir().join(rest),
-        None => PathBuf::from(p),
-    }
-}
-
-/// `$DAREC_CACHE` or `./.cache`.
-pub fn cache_dir() -> PathBuf {
-    std::env::var_os("DAREC_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".cache"))
-}
-
-/// The collaborative model (RLMRec's defaults, SPEC.md section 2).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelConfig {
-    /// `mf`, `lightgcn`, or the training-free baseline `mostpop`.
-    pub backbone: String,
-    /// Embedding size.
-    pub dim: usize,
-    /// Propagation layers (graph backbones).
-    pub layers: usize,
-    /// Probability that an edge survives dropout during training (1 = no dropout).
-    pub keep_rate: f32,
-    /// Weight of `sum ||W||^2` over all parameters.
-    pub reg: f64,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            backbone: "lightgcn".into(),
-            dim: 32,
-            layers: 3,
-            keep_rate: 0.8,
-            reg: 1e-6,
-        }
-    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -7,6 +7,7 @@
 pub mod align;
 pub mod alloc;
 pub mod backbone;
+pub mod cache;
 pub mod config;
 pub mod curves;
 pub mod data;
@@ -22,6 +23,7 @@ pub mod report;
 pub mod rng;
 pub mod run;
 pub mod serve;
+pub mod step;
 pub mod text;
 pub mod threads;
 pub mod train;

@@ -15,7 +15,7 @@ use darec::config::Config;
 use darec::data::load::load_dataset;
 use darec::ops::similarity::{gram_mse, info_nce, l2_normalize, uniformity};
 use darec::rng::Rng;
-use darec::train::batch::Batch;
+use darec::step::Batch;
 use darec::train::Model;
 
 /// Central finite differences of a scalar function of one tensor against autograd.

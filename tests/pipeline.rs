@@ -16,7 +16,7 @@ use darec::config::Config;
 use darec::data::load::load_dataset;
 use darec::pipeline::{eval_run, train_on};
 use darec::rng::Rng;
-use darec::train::batch::Batch;
+use darec::step::Batch;
 use darec::train::Model;
 use std::path::PathBuf;
 

@@ -21,9 +21,9 @@ use super::kmeans::kmeans;
 use super::mlp::{Head, Linear, Mlp};
 use super::rlmrec_con::{ConConfig, RlmrecCon};
 use super::{AlignContext, AlignInput, Alignment, SemanticTables};
-use crate::backbone::LossTerm;
 use crate::ops::similarity::{gram_mse_identity, l2_normalize, uniformity, variance_floor};
 use crate::rng::Rng;
+use crate::step::LossTerm;
 use candle_core::{Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
@@ -637,7 +637,7 @@ mod tests {
     }
 
     /// A DaRec over 6 users and 5 items with random tables, and one batch.
-    fn small(cfg: &DarecConfig) -> (Darec, Tensor, crate::train::batch::Batch) {
+    fn small(cfg: &DarecConfig) -> (Darec, Tensor, crate::step::Batch) {
         let dev = Device::Cpu;
         let (n_users, n_items, d, dl) = (6, 5, 4, 7);
         let mut r = Rng::new(9);
@@ -657,8 +657,7 @@ mod tests {
         };
         let darec = Darec::new(cfg, &ConConfig::default(), ctx).unwrap();
         let batch =
-            crate::train::batch::Batch::new(&[(0, 1, 2), (3, 0, 4), (5, 2, 1)], n_users, &dev)
-                .unwrap();
+            crate::step::Batch::new(&[(0, 1, 2), (3, 0, 4), (5, 2, 1)], n_users, &dev).unwrap();
         (darec, nodes, batch)
     }
 
@@ -669,11 +668,7 @@ mod tests {
             .map(|t| t.value.to_scalar::<f32>().unwrap())
     }
 
-    fn losses_of(
-        darec: &mut Darec,
-        nodes: &Tensor,
-        batch: &crate::train::batch::Batch,
-    ) -> Vec<LossTerm> {
+    fn losses_of(darec: &mut Darec, nodes: &Tensor, batch: &crate::step::Batch) -> Vec<LossTerm> {
         let input = AlignInput {
             ego: nodes,
             nodes,

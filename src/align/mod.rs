@@ -11,9 +11,9 @@ pub mod mlp;
 pub mod rlmrec_con;
 pub mod rlmrec_gen;
 
-use crate::backbone::LossTerm;
 use crate::rng::Rng;
-use crate::train::batch::Batch;
+use crate::step::Batch;
+use crate::step::LossTerm;
 use anyhow::Context;
 use candle_core::{Device, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};

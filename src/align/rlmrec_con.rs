@@ -6,9 +6,9 @@
 
 use super::mlp::Mlp;
 use super::{AlignContext, AlignInput, Alignment, SemanticTables};
-use crate::backbone::LossTerm;
 use crate::ops::similarity::{info_nce_weighted, l2_normalize};
 use crate::rng::Rng;
+use crate::step::LossTerm;
 use candle_core::{Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -114,7 +114,7 @@ fn distinct_with_counts(ids: &[u32]) -> (Vec<u32>, Arc<Vec<f32>>) {
 mod tests {
     use super::*;
     use crate::ops::similarity::info_nce_reference;
-    use crate::train::batch::Batch;
+    use crate::step::Batch;
     use candle_core::Device;
 
     fn table(rows: usize, cols: usize, seed: u64) -> Tensor {

@@ -7,9 +7,9 @@
 
 use super::mlp::Mlp;
 use super::{AlignContext, AlignInput, Alignment, SemanticTables};
-use crate::backbone::LossTerm;
 use crate::ops::similarity::{info_nce, l2_normalize};
 use crate::rng::Rng;
+use crate::step::LossTerm;
 use candle_core::{DType, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 

@@ -2,8 +2,8 @@
 //! training graph, final embedding = sum of layers 0..L (as RLMRec implements it, SPEC.md
 //! section 2), edge dropout with keep rate 0.8 during training only.
 
+use super::ModelConfig;
 use super::{xavier_node_table, Backbone, BuildContext, Mode};
-use crate::config::ModelConfig;
 use crate::data::graph::{BipartiteGraph, Csr};
 use crate::ops::{propagate, Combine};
 use candle_core::{Result, Tensor, Var};

@@ -1,8 +1,8 @@
 //! Matrix factorisation with BPR (Rendle et al. 2009): final embeddings are the layer-0
 //! table itself. The simplest backbone, and the no-graph reference for the others.
 
+use super::ModelConfig;
 use super::{xavier_node_table, Backbone, BuildContext, Mode};
-use crate::config::ModelConfig;
 use candle_core::{Result, Tensor, Var};
 
 pub struct Mf {

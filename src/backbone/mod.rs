@@ -10,30 +10,16 @@
 //!
 //! Adding a backbone = one file here + one arm in [`build`] + its defaults in the config.
 
+pub mod config;
 pub mod lightgcn;
 pub mod mf;
 
-use crate::config::ModelConfig;
 use crate::data::graph::BipartiteGraph;
 use crate::rng::Rng;
-use crate::train::batch::Batch;
+use crate::step::{Batch, LossTerm};
 use candle_core::{DType, Device, Result, Tensor, Var};
+pub use config::ModelConfig;
 use std::sync::Arc;
-
-/// A named, already weighted loss term (logged under its name, summed by the trainer).
-pub struct LossTerm {
-    pub name: String,
-    pub value: Tensor,
-}
-
-impl LossTerm {
-    pub fn new(name: impl Into<String>, value: Tensor) -> Self {
-        Self {
-            name: name.into(),
-            value,
-        }
-    }
-}
 
 /// Whether stochastic parts (edge dropout, noise) are active.
 pub enum Mode<'a> {

@@ -1,8 +1,8 @@
 //! From a [`DataConfig`] to a prepared [`Dataset`]: picks the reader for the format and
 //! runs the preparation (threshold, k-core, split).
 
+use super::config::{DataConfig, DataFormat};
 use super::{delimited, prepare, recbole, rlmrec, Dataset};
-use crate::config::{DataConfig, DataFormat};
 use anyhow::Context;
 
 pub fn load_dataset(cfg: &DataConfig) -> anyhow::Result<Dataset> {

@@ -6,6 +6,7 @@
 //! threshold, k-core) and splits it into a [`Dataset`]; `graph` builds the normalised
 //! bipartite adjacency from the training split.
 
+pub mod config;
 pub mod delimited;
 pub mod error;
 pub mod graph;

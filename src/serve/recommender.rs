@@ -395,7 +395,7 @@ impl Recommender {
     fn load_text_side(&self) -> Result<TextSide> {
         let path = match (&self.options.vectors, &self.cfg.align.vectors) {
             (Some(p), _) => p.clone(),
-            (None, Some(p)) => crate::config::resolve_cache_path(p),
+            (None, Some(p)) => crate::cache::resolve_cache_path(p),
             (None, None) => bail!(
                 "{}: cold start needs the run's semantic vectors: the run has no \
                  align.vectors; pass --vectors <file from darec embed>",
@@ -414,7 +414,7 @@ impl Recommender {
         let spec = match &self.options.embedder {
             Some(s) => s.clone(),
             None => {
-                let dir = crate::config::cache_dir().join("models").join(&v.model);
+                let dir = crate::cache::cache_dir().join("models").join(&v.model);
                 if !dir.is_dir() {
                     bail!(
                         "cold start embeds the text with `{}`, the model of {}, but {} does \

@@ -1,7 +1,7 @@
 //! Losses shared by all backbones: BPR (Rendle et al. 2009) as RLMRec computes it,
 //! `mean softplus(s_neg - s_pos)` with `s = <e_u, e_i>` (SPEC.md section 2).
 
-use crate::train::batch::Batch;
+use crate::step::Batch;
 use candle_core::{Result, Tensor};
 
 /// Numerically stable `log(1 + exp(x))`.

@@ -9,7 +9,8 @@
 //! pass instead of building the penalty through autograd every step. (On non-CPU devices
 //! it is an explicit loss term.)
 
-pub mod batch;
+/// The batch type, from `step` (its old path, kept for callers).
+pub use crate::step::batch;
 pub mod checkpoint;
 pub mod loss;
 pub mod model;
@@ -17,13 +18,14 @@ pub mod sampler;
 
 pub use model::Model;
 
-use crate::backbone::{LossTerm, Mode};
+use crate::backbone::Mode;
 use crate::config::Config;
 use crate::data::Dataset;
 use crate::eval::{evaluate, EmbeddingScorer, Metrics};
 use crate::ops::{Adam, AdamConfig};
 use crate::rng::Rng;
 use crate::run::RunDir;
+use crate::step::LossTerm;
 use batch::Batch;
 use indicatif::ProgressBar;
 use sampler::BprSampler;

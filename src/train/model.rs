@@ -2,12 +2,13 @@
 //! all their parameters as one safetensors file (`backbone.<name>`, `align.<name>`).
 
 use crate::align::Alignment;
-use crate::backbone::{self, Backbone, BuildContext, LossTerm, Mode};
+use crate::backbone::{self, Backbone, BuildContext, Mode};
 use crate::config::Config;
 use crate::data::graph::BipartiteGraph;
 use crate::data::Dataset;
 use crate::rng::Rng;
-use crate::train::batch::Batch;
+use crate::step::Batch;
+use crate::step::LossTerm;
 use anyhow::Context;
 use candle_core::{Device, Tensor, Var};
 use std::collections::HashMap;
@@ -93,7 +94,7 @@ impl Model {
         if cfg.align.kind != crate::align::AlignKind::None {
             let sem = match &cfg.align.vectors {
                 Some(p) => Some(crate::align::SemanticTables::load(
-                    &crate::config::resolve_cache_path(p),
+                    &crate::cache::resolve_cache_path(p),
                     ds.n_users(),
                     ds.n_items(),
                     device,

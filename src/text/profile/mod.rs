@@ -91,7 +91,7 @@ impl std::fmt::Display for WriterKind {
 /// The conventional cache file of a dataset's profiles:
 /// `<cache>/profiles/<dataset>/<writer>.jsonl` (`<cache>` is `$DAREC_CACHE` or `.cache`).
 pub fn default_cache_path(dataset: &str, writer: WriterKind) -> std::path::PathBuf {
-    crate::config::cache_dir()
+    crate::cache::cache_dir()
         .join("profiles")
         .join(dataset)
         .join(format!("{}.jsonl", writer.source()))

@@ -102,7 +102,7 @@ impl LocalGguf {
     /// `<cache>/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf` (fetched by
     /// `scripts/fetch_data.sh`).
     pub fn default_path() -> PathBuf {
-        crate::config::cache_dir().join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        crate::cache::cache_dir().join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     }
 
     /// Loads a GGUF file with default options.
