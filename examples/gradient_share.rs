@@ -110,10 +110,11 @@ fn main() -> anyhow::Result<()> {
         "\n{} {} ({}), {n_batches} batches of {}\n",
         dir.display(),
         sets.join(" "),
-        if init {
-            "at initialisation"
-        } else {
-            "best weights"
+        match (init, train_epochs) {
+            (true, 0) => "at initialisation".to_string(),
+            (true, n) => format!("after {n} epochs from initialisation"),
+            (false, 0) => "best weights".to_string(),
+            (false, n) => format!("best weights, then {n} more epochs"),
         },
         cfg.train.batch_size
     );
