@@ -210,22 +210,7 @@ impl Config {
         if !(t.lr > 0.0) {
             bail!("train.lr must be positive, got {}", t.lr);
         }
-        let m = &self.model;
-        if m.dim == 0 {
-            bail!("model.dim must be positive");
-        }
-        if !(m.keep_rate > 0.0 && m.keep_rate <= 1.0) {
-            bail!("model.keep_rate must be in (0, 1], got {}", m.keep_rate);
-        }
-        if m.reg < 0.0 {
-            bail!("model.reg must be >= 0, got {}", m.reg);
-        }
-        if !["mf", "lightgcn", "mostpop"].contains(&m.backbone.as_str()) {
-            bail!(
-                "model.backbone `{}` is not known (mf, lightgcn, mostpop)",
-                m.backbone
-            );
-        }
+        self.model.validate()?;
         let (name, k) = t.metric.split_once('@').unwrap_or((&t.metric, ""));
         let known = crate::eval::METRIC_NAMES;
         let k = k.parse::<usize>().ok();

@@ -30,3 +30,29 @@ impl Default for ModelConfig {
         }
     }
 }
+
+/// Backbones `model.backbone` may name (`mostpop` is the training-free baseline).
+pub const BACKBONES: &[&str] = &["mf", "lightgcn", "gccf", "mostpop"];
+
+impl ModelConfig {
+    /// Checks the settings before anything is built, naming the field at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.dim == 0 {
+            anyhow::bail!("model.dim must be positive");
+        }
+        if !(self.keep_rate > 0.0 && self.keep_rate <= 1.0) {
+            anyhow::bail!("model.keep_rate must be in (0, 1], got {}", self.keep_rate);
+        }
+        if self.reg < 0.0 {
+            anyhow::bail!("model.reg must be >= 0, got {}", self.reg);
+        }
+        if !BACKBONES.contains(&self.backbone.as_str()) {
+            anyhow::bail!(
+                "model.backbone `{}` is not known ({})",
+                self.backbone,
+                BACKBONES.join(", ")
+            );
+        }
+        Ok(())
+    }
+}

@@ -11,6 +11,7 @@
 //! Adding a backbone = one file here + one arm in [`build`] + its defaults in the config.
 
 pub mod config;
+pub mod gccf;
 pub mod lightgcn;
 pub mod mf;
 
@@ -73,7 +74,8 @@ pub fn build(cfg: &ModelConfig, ctx: BuildContext) -> anyhow::Result<Box<dyn Bac
     Ok(match cfg.backbone.as_str() {
         "mf" => Box::new(mf::Mf::new(cfg, ctx)?),
         "lightgcn" => Box::new(lightgcn::LightGcn::new(cfg, ctx)?),
-        other => anyhow::bail!("unknown backbone `{other}` (known: mf, lightgcn; mostpop is a baseline without training)"),
+        "gccf" => Box::new(gccf::Gccf::new(cfg, ctx)?),
+        other => anyhow::bail!("unknown backbone `{other}` (known: mf, lightgcn, gccf; mostpop is a baseline without training)"),
     })
 }
 
