@@ -1,6 +1,8 @@
 //! The collaborative model's settings (RLMRec's defaults, SPEC.md section 2), owned by the
 //! backbones that read them; `config.rs` gathers it with the other sections.
 
+use super::sgl::SglConfig;
+use super::simgcl::SimGclConfig;
 use serde::{Deserialize, Serialize};
 
 /// The collaborative model (RLMRec's defaults, SPEC.md section 2).
@@ -17,6 +19,10 @@ pub struct ModelConfig {
     pub keep_rate: f32,
     /// Weight of `sum ||W||^2` over all parameters.
     pub reg: f64,
+    /// SGL's contrastive settings (`backbone = "sgl"`).
+    pub sgl: SglConfig,
+    /// SimGCL's contrastive settings (`backbone = "simgcl"`).
+    pub simgcl: SimGclConfig,
 }
 
 impl Default for ModelConfig {
@@ -27,12 +33,14 @@ impl Default for ModelConfig {
             layers: 3,
             keep_rate: 0.8,
             reg: 1e-6,
+            sgl: SglConfig::default(),
+            simgcl: SimGclConfig::default(),
         }
     }
 }
 
 /// Backbones `model.backbone` may name (`mostpop` is the training-free baseline).
-pub const BACKBONES: &[&str] = &["mf", "lightgcn", "gccf", "mostpop"];
+pub const BACKBONES: &[&str] = &["mf", "lightgcn", "gccf", "sgl", "simgcl", "mostpop"];
 
 impl ModelConfig {
     /// Checks the settings before anything is built, naming the field at fault.
@@ -46,6 +54,8 @@ impl ModelConfig {
         if self.reg < 0.0 {
             anyhow::bail!("model.reg must be >= 0, got {}", self.reg);
         }
+        self.sgl.validate()?;
+        self.simgcl.validate()?;
         if !BACKBONES.contains(&self.backbone.as_str()) {
             anyhow::bail!(
                 "model.backbone `{}` is not known ({})",

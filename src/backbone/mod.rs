@@ -14,6 +14,9 @@ pub mod config;
 pub mod gccf;
 pub mod lightgcn;
 pub mod mf;
+pub mod sgl;
+pub mod simgcl;
+pub mod views;
 
 use crate::data::graph::BipartiteGraph;
 use crate::rng::Rng;
@@ -75,7 +78,9 @@ pub fn build(cfg: &ModelConfig, ctx: BuildContext) -> anyhow::Result<Box<dyn Bac
         "mf" => Box::new(mf::Mf::new(cfg, ctx)?),
         "lightgcn" => Box::new(lightgcn::LightGcn::new(cfg, ctx)?),
         "gccf" => Box::new(gccf::Gccf::new(cfg, ctx)?),
-        other => anyhow::bail!("unknown backbone `{other}` (known: mf, lightgcn, gccf; mostpop is a baseline without training)"),
+        "sgl" => Box::new(sgl::Sgl::new(cfg, ctx)?),
+        "simgcl" => Box::new(simgcl::SimGcl::new(cfg, ctx)?),
+        other => anyhow::bail!("unknown backbone `{other}` (known: mf, lightgcn, gccf, sgl, simgcl; mostpop is a baseline without training)"),
     })
 }
 
