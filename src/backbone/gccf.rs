@@ -33,14 +33,8 @@ impl Backbone for Gccf {
     fn name(&self) -> &'static str {
         "gccf"
     }
-    fn params(&self) -> Vec<(String, Var)> {
-        vec![("embedding".into(), self.table.clone())]
-    }
-    fn ego(&self) -> Result<Tensor> {
-        Ok(self.table.as_tensor().clone())
-    }
-    fn ego_dim(&self) -> usize {
-        self.table.dim(1).unwrap_or(0)
+    fn table(&self) -> &Var {
+        &self.table
     }
     fn out_dim(&self) -> usize {
         self.ego_dim() * (self.layers + 1)

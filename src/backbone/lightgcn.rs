@@ -35,17 +35,8 @@ impl Backbone for LightGcn {
     fn name(&self) -> &'static str {
         "lightgcn"
     }
-    fn params(&self) -> Vec<(String, Var)> {
-        vec![("embedding".into(), self.table.clone())]
-    }
-    fn ego(&self) -> Result<Tensor> {
-        Ok(self.table.as_tensor().clone())
-    }
-    fn ego_dim(&self) -> usize {
-        self.table.dim(1).unwrap_or(0)
-    }
-    fn out_dim(&self) -> usize {
-        self.ego_dim()
+    fn table(&self) -> &Var {
+        &self.table
     }
     fn encode(&self, ego: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         let adj = match mode {

@@ -21,17 +21,8 @@ impl Backbone for Mf {
     fn name(&self) -> &'static str {
         "mf"
     }
-    fn params(&self) -> Vec<(String, Var)> {
-        vec![("embedding".into(), self.table.clone())]
-    }
-    fn ego(&self) -> Result<Tensor> {
-        Ok(self.table.as_tensor().clone())
-    }
-    fn ego_dim(&self) -> usize {
-        self.table.dim(1).unwrap_or(0)
-    }
-    fn out_dim(&self) -> usize {
-        self.ego_dim()
+    fn table(&self) -> &Var {
+        &self.table
     }
     fn encode(&self, ego: &Tensor, _mode: &mut Mode) -> Result<Tensor> {
         Ok(ego.clone())

@@ -43,14 +43,25 @@ pub struct BuildContext<'a> {
 pub trait Backbone: Send {
     /// Short name used in configs, logs and saved models.
     fn name(&self) -> &'static str;
-    /// Trainable parameters with stable names (the keys in `model.safetensors`).
-    fn params(&self) -> Vec<(String, Var)>;
+    /// The layer-0 node table `[U+I, d]`, users first (every backbone here has one).
+    fn table(&self) -> &Var;
+    /// Trainable parameters with stable names (the keys in `model.safetensors`); by
+    /// default the node table alone, as `embedding`.
+    fn params(&self) -> Vec<(String, Var)> {
+        vec![("embedding".into(), self.table().clone())]
+    }
     /// Layer-0 node embeddings `[U+I, d]`, users first.
-    fn ego(&self) -> Result<Tensor>;
+    fn ego(&self) -> Result<Tensor> {
+        Ok(self.table().as_tensor().clone())
+    }
     /// Width of the layer-0 embeddings.
-    fn ego_dim(&self) -> usize;
-    /// Width of the final embeddings returned by `encode`.
-    fn out_dim(&self) -> usize;
+    fn ego_dim(&self) -> usize {
+        self.table().dim(1).unwrap_or(0)
+    }
+    /// Width of the final embeddings returned by `encode` (by default the layer-0 width).
+    fn out_dim(&self) -> usize {
+        self.ego_dim()
+    }
     /// Final node embeddings `[U+I, d_out]` from (possibly rewritten) layer-0 embeddings.
     fn encode(&self, ego: &Tensor, mode: &mut Mode) -> Result<Tensor>;
     /// The backbone's own extra losses for a training batch (none by default).

@@ -6,7 +6,7 @@
 //! batch's users (candidates: all users of view 2) and positive items (all items of view
 //! 2), `/ B * cl_weight` (see `views.rs`).
 
-use super::views::{contrast, Rows};
+use super::views::{Rows, TwoViews};
 use super::ModelConfig;
 use super::{xavier_node_table, Backbone, BuildContext, Mode};
 use crate::data::graph::Csr;
@@ -102,37 +102,20 @@ impl Backbone for SimGcl {
     fn name(&self) -> &'static str {
         "simgcl"
     }
-    fn params(&self) -> Vec<(String, Var)> {
-        vec![("embedding".into(), self.table.clone())]
-    }
-    fn ego(&self) -> Result<Tensor> {
-        Ok(self.table.as_tensor().clone())
-    }
-    fn ego_dim(&self) -> usize {
-        self.table.dim(1).unwrap_or(0)
-    }
-    fn out_dim(&self) -> usize {
-        self.ego_dim()
+    fn table(&self) -> &Var {
+        &self.table
     }
     /// The clean view: LightGCN on the full graph (no dropout, as RLMRec's SimGCL).
     fn encode(&self, ego: &Tensor, _mode: &mut Mode) -> Result<Tensor> {
         propagate(ego, self.full.clone(), self.layers, Combine::Sum)
     }
     fn aux_losses(&self, ego: &Tensor, batch: &Batch, rng: &mut Rng) -> Result<Vec<LossTerm>> {
-        if self.cfg.cl_weight == 0.0 {
-            return Ok(Vec::new());
-        }
-        let v1 = self.noisy_view(ego, rng)?;
-        let v2 = self.noisy_view(ego, rng)?;
-        let cl = contrast(
-            &v1,
-            &v2,
-            batch,
-            self.n_users,
-            &[Rows::Users, Rows::PosItems],
-            self.cfg.tau,
-            self.cfg.cl_weight,
-        )?;
-        Ok(vec![LossTerm::new("cl", cl)])
+        let views = TwoViews {
+            n_users: self.n_users,
+            rows: &[Rows::Users, Rows::PosItems],
+            tau: self.cfg.tau,
+            cl_weight: self.cfg.cl_weight,
+        };
+        views.term(batch, rng, |rng| self.noisy_view(ego, rng))
     }
 }

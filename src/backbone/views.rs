@@ -6,7 +6,8 @@
 //! `cl_weight`.
 
 use crate::ops::similarity::{info_nce, l2_normalize};
-use crate::step::Batch;
+use crate::rng::Rng;
+use crate::step::{Batch, LossTerm};
 use candle_core::{Result, Tensor};
 
 /// Which batch rows are contrasted.
@@ -44,6 +45,40 @@ pub fn contrast(
         total = (total + info_nce(&a, &p, all, tau)?)?;
     }
     total * (cl_weight / batch.len().max(1) as f64)
+}
+
+/// How a backbone contrasts two views (SGL, SimGCL).
+pub struct TwoViews<'a> {
+    pub n_users: usize,
+    pub rows: &'a [Rows],
+    pub tau: f64,
+    pub cl_weight: f64,
+}
+
+impl TwoViews<'_> {
+    /// The `cl` term from two views drawn by `view` (none when `cl_weight` is 0).
+    pub fn term(
+        &self,
+        batch: &Batch,
+        rng: &mut Rng,
+        mut view: impl FnMut(&mut Rng) -> Result<Tensor>,
+    ) -> Result<Vec<LossTerm>> {
+        if self.cl_weight == 0.0 {
+            return Ok(Vec::new());
+        }
+        let v1 = view(rng)?;
+        let v2 = view(rng)?;
+        let cl = contrast(
+            &v1,
+            &v2,
+            batch,
+            self.n_users,
+            self.rows,
+            self.tau,
+            self.cl_weight,
+        )?;
+        Ok(vec![LossTerm::new("cl", cl)])
+    }
 }
 
 #[cfg(test)]
