@@ -19,20 +19,18 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = std::path::PathBuf::from(args.first().expect("a run directory"));
     let init = args.iter().any(|a| a == "--init");
-    let n_batches: usize = args
-        .iter()
-        .position(|a| a == "--batches")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(5);
-    let train_epochs: usize = args
-        .iter()
-        .position(|a| a == "--train-epochs")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(0);
+    // the value after `--name`, parsed, or the default
+    let flag = |name: &str, default: usize| -> anyhow::Result<usize> {
+        Ok(args
+            .iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map(|s| s.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
+    let n_batches = flag("--batches", 5)?;
+    let train_epochs = flag("--train-epochs", 0)?;
     let sets: Vec<String> = args
         .windows(2)
         .filter(|w| w[0] == "--set")
