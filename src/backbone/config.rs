@@ -1,6 +1,7 @@
 //! The collaborative model's settings (RLMRec's defaults, SPEC.md section 2), owned by the
 //! backbones that read them; `config.rs` gathers it with the other sections.
 
+use super::dccf::DccfConfig;
 use super::sgl::SglConfig;
 use super::simgcl::SimGclConfig;
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,8 @@ pub struct ModelConfig {
     pub sgl: SglConfig,
     /// SimGCL's contrastive settings (`backbone = "simgcl"`).
     pub simgcl: SimGclConfig,
+    /// DCCF's intents and contrastive settings (`backbone = "dccf"`).
+    pub dccf: DccfConfig,
 }
 
 impl Default for ModelConfig {
@@ -35,12 +38,13 @@ impl Default for ModelConfig {
             reg: 1e-6,
             sgl: SglConfig::default(),
             simgcl: SimGclConfig::default(),
+            dccf: DccfConfig::default(),
         }
     }
 }
 
 /// Backbones `model.backbone` may name (`mostpop` is the training-free baseline).
-pub const BACKBONES: &[&str] = &["mf", "lightgcn", "gccf", "sgl", "simgcl", "mostpop"];
+pub const BACKBONES: &[&str] = &["mf", "lightgcn", "gccf", "sgl", "simgcl", "dccf", "mostpop"];
 
 impl ModelConfig {
     /// Checks the settings before anything is built, naming the field at fault.
@@ -56,6 +60,7 @@ impl ModelConfig {
         }
         self.sgl.validate()?;
         self.simgcl.validate()?;
+        self.dccf.validate()?;
         if !BACKBONES.contains(&self.backbone.as_str()) {
             anyhow::bail!(
                 "model.backbone `{}` is not known ({})",

@@ -11,6 +11,7 @@
 //! Adding a backbone = one file here + one arm in [`build`] + its defaults in the config.
 
 pub mod config;
+pub mod dccf;
 pub mod gccf;
 pub mod lightgcn;
 pub mod mf;
@@ -91,7 +92,11 @@ pub fn build(cfg: &ModelConfig, ctx: BuildContext) -> anyhow::Result<Box<dyn Bac
         "gccf" => Box::new(gccf::Gccf::new(cfg, ctx)?),
         "sgl" => Box::new(sgl::Sgl::new(cfg, ctx)?),
         "simgcl" => Box::new(simgcl::SimGcl::new(cfg, ctx)?),
-        other => anyhow::bail!("unknown backbone `{other}` (known: mf, lightgcn, gccf, sgl, simgcl; mostpop is a baseline without training)"),
+        "dccf" => Box::new(dccf::Dccf::new(cfg, ctx)?),
+        other => anyhow::bail!(
+            "unknown backbone `{other}` (known: {}; mostpop is a baseline without training)",
+            config::BACKBONES.join(", ")
+        ),
     })
 }
 
