@@ -1,6 +1,7 @@
 //! The collaborative model's settings (RLMRec's defaults, SPEC.md section 2), owned by the
 //! backbones that read them; `config.rs` gathers it with the other sections.
 
+use super::autocf::AutoCfConfig;
 use super::dccf::DccfConfig;
 use super::sgl::SglConfig;
 use super::simgcl::SimGclConfig;
@@ -26,6 +27,8 @@ pub struct ModelConfig {
     pub simgcl: SimGclConfig,
     /// DCCF's intents and contrastive settings (`backbone = "dccf"`).
     pub dccf: DccfConfig,
+    /// AutoCF's masking, decoder and loss settings (`backbone = "autocf"`).
+    pub autocf: AutoCfConfig,
 }
 
 impl Default for ModelConfig {
@@ -39,12 +42,15 @@ impl Default for ModelConfig {
             sgl: SglConfig::default(),
             simgcl: SimGclConfig::default(),
             dccf: DccfConfig::default(),
+            autocf: AutoCfConfig::default(),
         }
     }
 }
 
 /// Backbones `model.backbone` may name (`mostpop` is the training-free baseline).
-pub const BACKBONES: &[&str] = &["mf", "lightgcn", "gccf", "sgl", "simgcl", "dccf", "mostpop"];
+pub const BACKBONES: &[&str] = &[
+    "mf", "lightgcn", "gccf", "sgl", "simgcl", "dccf", "autocf", "mostpop",
+];
 
 impl ModelConfig {
     /// Checks the settings before anything is built, naming the field at fault.
@@ -61,6 +67,9 @@ impl ModelConfig {
         self.sgl.validate()?;
         self.simgcl.validate()?;
         self.dccf.validate()?;
+        if self.backbone == "autocf" {
+            self.autocf.validate(self.dim)?;
+        }
         if !BACKBONES.contains(&self.backbone.as_str()) {
             anyhow::bail!(
                 "model.backbone `{}` is not known ({})",

@@ -220,7 +220,13 @@ impl Backbone for Dccf {
         }
         Ok(out)
     }
-    fn aux_losses(&self, ego: &Tensor, batch: &Batch, _rng: &mut Rng) -> Result<Vec<LossTerm>> {
+    fn aux_losses(
+        &self,
+        ego: &Tensor,
+        _nodes: &Tensor,
+        batch: &Batch,
+        _rng: &mut Rng,
+    ) -> Result<Vec<LossTerm>> {
         if self.cfg.cl_weight == 0.0 {
             return Ok(Vec::new());
         }

@@ -10,6 +10,7 @@
 //!
 //! Adding a backbone = one file here + one arm in [`build`] + its defaults in the config.
 
+pub mod autocf;
 pub mod config;
 pub mod dccf;
 pub mod gccf;
@@ -65,8 +66,26 @@ pub trait Backbone: Send {
     }
     /// Final node embeddings `[U+I, d_out]` from (possibly rewritten) layer-0 embeddings.
     fn encode(&self, ego: &Tensor, mode: &mut Mode) -> Result<Tensor>;
-    /// The backbone's own extra losses for a training batch (none by default).
-    fn aux_losses(&self, _ego: &Tensor, _batch: &Batch, _rng: &mut Rng) -> Result<Vec<LossTerm>> {
+    /// The ranking loss on the embeddings scores are taken from (`scored`: the final
+    /// embeddings, or the alignment's score space): BPR by default, logged as `bpr`.
+    fn rank_loss(&self, scored: &Tensor, batch: &Batch) -> Result<LossTerm> {
+        let bpr = crate::ops::bpr::bpr_loss(
+            scored,
+            batch.user_idx.clone(),
+            batch.pos_idx.clone(),
+            batch.neg_idx.clone(),
+        )?;
+        Ok(LossTerm::new("bpr", bpr))
+    }
+    /// The backbone's own extra losses for a training batch, given the layer-0 embeddings
+    /// and the final ones of the same forward pass (none by default).
+    fn aux_losses(
+        &self,
+        _ego: &Tensor,
+        _nodes: &Tensor,
+        _batch: &Batch,
+        _rng: &mut Rng,
+    ) -> Result<Vec<LossTerm>> {
         Ok(Vec::new())
     }
     /// Fold-in: how a user who was not in training gets a final embedding from the items
@@ -93,6 +112,7 @@ pub fn build(cfg: &ModelConfig, ctx: BuildContext) -> anyhow::Result<Box<dyn Bac
         "sgl" => Box::new(sgl::Sgl::new(cfg, ctx)?),
         "simgcl" => Box::new(simgcl::SimGcl::new(cfg, ctx)?),
         "dccf" => Box::new(dccf::Dccf::new(cfg, ctx)?),
+        "autocf" => Box::new(autocf::AutoCf::new(cfg, ctx)?),
         other => anyhow::bail!(
             "unknown backbone `{other}` (known: {}; mostpop is a baseline without training)",
             config::BACKBONES.join(", ")

@@ -109,7 +109,13 @@ impl Backbone for SimGcl {
     fn encode(&self, ego: &Tensor, _mode: &mut Mode) -> Result<Tensor> {
         propagate(ego, self.full.clone(), self.layers, Combine::Sum)
     }
-    fn aux_losses(&self, ego: &Tensor, batch: &Batch, rng: &mut Rng) -> Result<Vec<LossTerm>> {
+    fn aux_losses(
+        &self,
+        ego: &Tensor,
+        _nodes: &Tensor,
+        batch: &Batch,
+        rng: &mut Rng,
+    ) -> Result<Vec<LossTerm>> {
         let views = TwoViews {
             n_users: self.n_users,
             rows: &[Rows::Users, Rows::PosItems],

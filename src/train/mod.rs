@@ -395,12 +395,12 @@ pub(crate) fn forward_losses(
     let ego = model.align.before_encode(ego, rng)?;
     let nodes = model.backbone.encode(&ego, &mut Mode::Train(rng))?;
     // BPR scores where ranking does: the alignment's score space when it has one
-    let bpr = match model.align.score_space(&nodes)? {
-        Some(scored) => loss::bpr(&scored, batch)?,
-        None => loss::bpr(&nodes, batch)?,
+    let rank = match model.align.score_space(&nodes)? {
+        Some(scored) => model.backbone.rank_loss(&scored, batch)?,
+        None => model.backbone.rank_loss(&nodes, batch)?,
     };
-    let mut terms = vec![LossTerm::new("bpr", bpr)];
-    terms.extend(model.backbone.aux_losses(&ego, batch, rng)?);
+    let mut terms = vec![rank];
+    terms.extend(model.backbone.aux_losses(&ego, &nodes, batch, rng)?);
     let input = crate::align::AlignInput {
         ego: &ego,
         nodes: &nodes,
