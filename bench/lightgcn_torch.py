@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""PyTorch reference for darec's LightGCN benchmark (protocol: SPEC.md section 2).
+"""PyTorch reference for darec's LightGCN, SGL and SimGCL benchmarks (protocol: SPEC.md 2).
 
-Trains LightGCN with BPR for a few epochs on RLMRec's TSV export and times, per epoch,
+Trains LightGCN (or SGL / SimGCL, written as RLMRec writes their steps: a clean LightGCN
+view for BPR plus a cosine InfoNCE between two dropped-edge or noisy views) with BPR for a
+few epochs on RLMRec's TSV export and times, per epoch,
 negative sampling plus every training step, then one full-ranking evaluation of the test
 split (Recall@20, NDCG@20). Both sides of the comparison must run with the same thread
 count; this script pins torch (OpenMP/MKL) to --threads before torch is imported.
@@ -23,6 +25,11 @@ for name, kind, default in [("layers", int, 3), ("dim", int, 32), ("batch", int,
                             ("epochs", int, 3), ("threads", int, 2), ("seed", int, 1),
                             ("keep-rate", float, 0.8), ("reg", float, 1e-6), ("lr", float, 1e-3)]:
     p.add_argument("--" + name, type=kind, default=default, help=f"default {default}")
+p.add_argument("--model", choices=["lightgcn", "sgl", "simgcl"], default="lightgcn",
+               help="sgl: two dropped-edge views (--keep-rate), InfoNCE on users, positives and "
+               "negatives; simgcl: two noisy views (--eps), InfoNCE on users and positives")
+for name, default in [("cl-weight", 0.1), ("tau", 0.2), ("eps", 0.9)]:
+    p.add_argument("--" + name, type=float, default=default, help=f"SGL/SimGCL, default {default}")
 p.add_argument("--format", choices=["csr", "coo"], default="csr", help="sparse layout")
 p.add_argument("--backward", choices=["symmetric", "autograd"], default="symmetric",
                help="symmetric: grad of A@x is A@grad (A stays symmetric under dropout); "
@@ -130,14 +137,34 @@ class LightGCN(torch.nn.Module):
         self.user = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(n_users, dim)))
         self.item = torch.nn.Parameter(torch.nn.init.xavier_uniform_(torch.empty(n_items, dim)))
 
-    def forward(self, adj):
-        """Final embeddings = sum of layers 0..L of x_{l+1} = adj @ x_l."""
+    def forward(self, adj, eps=0.0):
+        """Final embeddings = sum of layers 0..L of x_{l+1} = adj @ x_l (SimGCL's noisy view:
+        plus eps * normalize(U[0,1)) * sign(x_{l+1}) after each layer)."""
         x = torch.cat([self.user, self.item])
         out = x
         for _ in range(self.layers):
             x = spmm(adj, x)
+            if eps:
+                x = x + torch.sign(x) * torch.nn.functional.normalize(torch.rand_like(x)) * eps
             out = out + x
         return out.split([self.n_users, self.n_items])
+
+
+def info_nce(a, p, candidates, tau):
+    """RLMRec's cal_infonce_loss: sum over rows of -cos(a, p)/tau + log sum exp(cos(a, c)/tau)."""
+    a, p, c = (x / torch.sqrt(1e-8 + x.square().sum(-1, keepdim=True)) for x in (a, p, candidates))
+    return (-(a * p).sum(-1) / tau + torch.logsumexp(a @ c.T / tau, -1)).sum()
+
+
+def contrastive(model, graph, full, u, i, j):
+    """SGL's / SimGCL's InfoNCE between two augmented views, / B."""
+    if args.model == "sgl":
+        (u1, i1), (u2, i2) = model(graph.dropped(args.keep_rate)), model(graph.dropped(args.keep_rate))
+        rows = [(u1[u], u2[u], u2), (i1[i], i2[i], i2), (i1[j], i2[j], i2)]
+    else:
+        (u1, i1), (u2, i2) = model(full, args.eps), model(full, args.eps)
+        rows = [(u1[u], u2[u], u2), (i1[i], i2[i], i2)]
+    return sum(info_nce(a, p, c, args.tau) for a, p, c in rows) / len(u)
 
 
 def sample_epoch(rng, pairs, n_items, train_keys):
@@ -209,6 +236,7 @@ def main():
     model = LightGCN(n_users, n_items, args.dim, args.layers)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
 
+    full = graph.matrix()
     epoch_s, epoch_cpu_s, sampling_s = [], [], []
     for _ in range(args.epochs):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -216,12 +244,17 @@ def main():
         sampling_s.append(time.perf_counter() - t0)
         for s in range(0, len(users), args.batch):
             u, i, j = users[s : s + args.batch], pos[s : s + args.batch], neg[s : s + args.batch]
-            user_emb, item_emb = model(graph.dropped(args.keep_rate))
+            if args.model == "lightgcn":
+                user_emb, item_emb = model(graph.dropped(args.keep_rate))
+            else:  # the clean view
+                user_emb, item_emb = model(full)
             eu = user_emb[u]
             diff = (eu * item_emb[j]).sum(1) - (eu * item_emb[i]).sum(1)
             bpr = torch.nn.functional.softplus(diff).mean()
             reg = sum(w.square().sum() for w in model.parameters())
             loss = bpr + args.reg * reg
+            if args.model != "lightgcn":
+                loss = loss + args.cl_weight * contrastive(model, graph, full, u, i, j)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -229,11 +262,11 @@ def main():
         epoch_cpu_s.append(time.process_time() - c0)  # all threads; less load-sensitive
 
     t0 = time.perf_counter()
-    recall, ndcg = evaluate(model, graph.matrix(), train_csr, test_csr)
+    recall, ndcg = evaluate(model, full, train_csr, test_csr)
     eval_s = time.perf_counter() - t0
 
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    out = {"impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+    out = {"impl": "pytorch", "model": args.model, "torch": torch.__version__, "threads": torch.get_num_threads(),
            "format": args.format, "backward": args.backward,
            "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
            "epoch_s": [round(t, 4) for t in epoch_s],

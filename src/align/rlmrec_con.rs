@@ -8,10 +8,9 @@ use super::mlp::Mlp;
 use super::{AlignContext, AlignInput, Alignment, SemanticTables};
 use crate::ops::similarity::{info_nce_weighted, l2_normalize};
 use crate::rng::Rng;
-use crate::step::LossTerm;
+use crate::step::{distinct_with_counts, LossTerm};
 use candle_core::{Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -91,23 +90,6 @@ impl Alignment for RlmrecCon {
     fn text_to_collaborative(&self, e_l: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(self.mlp.forward(e_l)?))
     }
-}
-
-/// Distinct ids in ascending order with how often each occurs.
-fn distinct_with_counts(ids: &[u32]) -> (Vec<u32>, Arc<Vec<f32>>) {
-    let mut sorted = ids.to_vec();
-    sorted.sort_unstable();
-    let mut distinct = Vec::new();
-    let mut counts: Vec<f32> = Vec::new();
-    for id in sorted {
-        if distinct.last() == Some(&id) {
-            *counts.last_mut().expect("non-empty") += 1.0;
-        } else {
-            distinct.push(id);
-            counts.push(1.0);
-        }
-    }
-    (distinct, Arc::new(counts))
 }
 
 #[cfg(test)]
@@ -191,12 +173,5 @@ mod tests {
             (got - want).abs() < 1e-6 * (1.0 + want.abs()),
             "{got} vs {want}"
         );
-    }
-
-    #[test]
-    fn distinct_ids_and_counts() {
-        let (d, c) = distinct_with_counts(&[5, 1, 5, 3, 1, 5]);
-        assert_eq!(d, vec![1, 3, 5]);
-        assert_eq!(*c, vec![2.0, 1.0, 3.0]);
     }
 }

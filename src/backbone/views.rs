@@ -5,9 +5,9 @@
 //! candidates; summed over the batch rows as drawn, divided by the batch size, times
 //! `cl_weight`.
 
-use crate::ops::similarity::{info_nce, l2_normalize};
+use crate::ops::similarity::{info_nce_weighted, l2_normalize};
 use crate::rng::Rng;
-use crate::step::{Batch, LossTerm};
+use crate::step::{distinct_with_counts, Batch, LossTerm};
 use candle_core::{Result, Tensor};
 
 /// Which batch rows are contrasted.
@@ -34,15 +34,18 @@ pub fn contrast(
     let users2 = n2.narrow(0, 0, n_users)?;
     let items2 = n2.narrow(0, n_users, n - n_users)?;
     let mut total = Tensor::zeros((), v1.dtype(), v1.device())?;
+    // repeated batch rows are computed once, weighted by their count (the same sum)
     for r in rows {
-        let (idx, all) = match r {
-            Rows::Users => (&batch.user_nodes, &users2),
-            Rows::PosItems => (&batch.pos_nodes, &items2),
-            Rows::NegItems => (&batch.neg_nodes, &items2),
+        let (ids, all) = match r {
+            Rows::Users => (&batch.user_idx, &users2),
+            Rows::PosItems => (&batch.pos_idx, &items2),
+            Rows::NegItems => (&batch.neg_idx, &items2),
         };
-        let a = n1.index_select(idx, 0)?;
-        let p = n2.index_select(idx, 0)?;
-        total = (total + info_nce(&a, &p, all, tau)?)?;
+        let (distinct, counts) = distinct_with_counts(ids);
+        let idx = Tensor::from_slice(&distinct, distinct.len(), v1.device())?;
+        let a = n1.index_select(&idx, 0)?;
+        let p = n2.index_select(&idx, 0)?;
+        total = (total + info_nce_weighted(&a, &p, all, tau, Some(counts), None)?)?;
     }
     total * (cl_weight / batch.len().max(1) as f64)
 }

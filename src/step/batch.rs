@@ -50,3 +50,33 @@ impl Batch {
         self.users.is_empty()
     }
 }
+
+/// Distinct ids in ascending order with how often each occurs (repeated batch rows are
+/// computed once and weighted by their count).
+pub fn distinct_with_counts(ids: &[u32]) -> (Vec<u32>, Arc<Vec<f32>>) {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    let mut distinct = Vec::new();
+    let mut counts: Vec<f32> = Vec::new();
+    for id in sorted {
+        if distinct.last() == Some(&id) {
+            *counts.last_mut().expect("non-empty") += 1.0;
+        } else {
+            distinct.push(id);
+            counts.push(1.0);
+        }
+    }
+    (distinct, Arc::new(counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinct_ids_and_counts() {
+        let (d, c) = distinct_with_counts(&[5, 1, 5, 3, 1, 5]);
+        assert_eq!(d, vec![1, 3, 5]);
+        assert_eq!(*c, vec![2.0, 1.0, 3.0]);
+    }
+}

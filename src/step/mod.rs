@@ -5,7 +5,7 @@
 
 pub mod batch;
 
-pub use batch::Batch;
+pub use batch::{distinct_with_counts, Batch};
 use candle_core::Tensor;
 
 /// A named, already weighted loss term (logged under its name, summed by the trainer).
