@@ -12,7 +12,7 @@
 
 #[path = "support/torch.rs"]
 mod torch_support;
-use torch_support::{env_or, python_with};
+use torch_support::{env_or, python_with, torch_result};
 
 use darec::config::Config;
 use darec::data::load::load_dataset;
@@ -128,18 +128,8 @@ fn main() -> anyhow::Result<()> {
             );
             continue;
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with('{'))
-            .unwrap_or("{}");
+        let (line, v, ep) = torch_result(&out.stdout)?;
         eprintln!("pytorch {backbone}: {line}");
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        let ep: Vec<f64> = v["epoch_s"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default();
         rows.push(Row {
             backbone: backbone.into(),
             implementation: format!("PyTorch {}", v["torch"].as_str().unwrap_or("?")),

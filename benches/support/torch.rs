@@ -1,4 +1,5 @@
 //! Helpers shared by the benchmarks that compare darec with PyTorch.
+#![allow(dead_code)] // each bench uses a subset of these helpers
 
 use std::process::Command;
 
@@ -22,4 +23,21 @@ pub fn python_with(modules: &str) -> Option<String> {
             .map(|o| o.status.success())
             .unwrap_or(false)
     })
+}
+
+/// The last JSON line a PyTorch script printed, and its `epoch_s` list.
+pub fn torch_result(stdout: &[u8]) -> anyhow::Result<(String, serde_json::Value, Vec<f64>)> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("{}")
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&line)?;
+    let epochs = v["epoch_s"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    Ok((line, v, epochs))
 }

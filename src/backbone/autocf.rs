@@ -20,12 +20,12 @@
 //!   users (repeats included) of `log sum_{all items} exp(<e_u, e_i>)`.
 
 use super::ModelConfig;
-use super::{xavier_node_table, Backbone, BuildContext, Mode};
+use super::{xavier_matrix, xavier_node_table, Backbone, BuildContext, Mode};
 use crate::data::graph::{BipartiteGraph, Csr};
 use crate::ops::similarity::{info_nce, l2_normalize};
 use crate::ops::{propagate, Combine};
 use crate::rng::Rng;
-use crate::step::{Batch, LossTerm};
+use crate::step::{distinct_with_counts, Batch, LossTerm};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -129,14 +129,6 @@ pub struct AutoCf {
     state: Mutex<MaskState>,
 }
 
-fn xavier(rows: usize, cols: usize, device: &Device, rng: &mut Rng) -> Result<Var> {
-    let bound = (6.0 / (rows + cols) as f64).sqrt();
-    let data: Vec<f32> = (0..rows * cols)
-        .map(|_| ((rng.f64() * 2.0 - 1.0) * bound) as f32)
-        .collect();
-    Var::from_tensor(&Tensor::from_vec(data, (rows, cols), device)?)
-}
-
 /// `D^-1/2 A D^-1/2` over the given undirected edges of an `n`-node graph (RLMRec's
 /// `normalizeAdj`: degree + 1e-12).
 fn normalized_csr(n: usize, pairs: &[(u32, u32)], values_one: bool) -> Csr {
@@ -183,9 +175,9 @@ impl AutoCf {
             .validate(cfg.dim)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let table = xavier_node_table(ctx.n_users, ctx.n_items, cfg.dim, ctx.device, ctx.rng)?;
-        let wq = xavier(cfg.dim, cfg.dim, ctx.device, ctx.rng)?;
-        let wk = xavier(cfg.dim, cfg.dim, ctx.device, ctx.rng)?;
-        let wv = xavier(cfg.dim, cfg.dim, ctx.device, ctx.rng)?;
+        let wq = xavier_matrix(cfg.dim, cfg.dim, ctx.device, ctx.rng)?;
+        let wk = xavier_matrix(cfg.dim, cfg.dim, ctx.device, ctx.rng)?;
+        let wv = xavier_matrix(cfg.dim, cfg.dim, ctx.device, ctx.rng)?;
         let pairs = user_item_pairs(&ctx.graph);
         let n = ctx.n_users + ctx.n_items;
         let full = Arc::new(normalized_csr(n, &pairs, false));
@@ -193,8 +185,7 @@ impl AutoCf {
         let degree: Vec<f32> = (0..n)
             .map(|v| (ones.indptr[v + 1] - ones.indptr[v]) as f32)
             .collect();
-        let (rows, cols) = csr_edges(&full);
-        let full_edges = Edges::new(rows, cols, ctx.device)?;
+        let full_edges = Edges::new(full.entry_rows(), full.indices.clone(), ctx.device)?;
         Ok(Self {
             table,
             wq,
@@ -343,15 +334,6 @@ fn user_item_pairs(graph: &BipartiteGraph) -> Vec<(u32, u32)> {
     pairs
 }
 
-/// Every stored entry of `csr` as `(rows, cols)`.
-fn csr_edges(csr: &Csr) -> (Vec<u32>, Vec<u32>) {
-    let mut rows = Vec::with_capacity(csr.indices.len());
-    for v in 0..csr.n {
-        rows.extend(std::iter::repeat(v as u32).take(csr.indptr[v + 1] - csr.indptr[v]));
-    }
-    (rows, csr.indices.clone())
-}
-
 /// Removes the edges within `depth` hops of `seeds`: at each hop, every kept edge touching
 /// the current frontier goes, and (before the last hop) its endpoints become the next
 /// frontier. Returns the kept edges and the masked nodes (seeds and inner frontiers).
@@ -471,15 +453,12 @@ impl Backbone for AutoCf {
         let n = nodes.dim(0)?;
         let users = nodes.narrow(0, 0, self.n_users)?;
         let items = nodes.narrow(0, self.n_users, n - self.n_users)?;
-        let distinct = |ids: &[u32], off: u32| -> Result<Tensor> {
-            let mut v: Vec<u32> = ids.iter().map(|i| i + off).collect();
-            v.sort_unstable();
-            v.dedup();
-            let len = v.len();
-            Tensor::from_vec(v, len, dev)
+        let distinct = |ids: &[u32]| -> Result<Tensor> {
+            let v = distinct_with_counts(ids).0;
+            Tensor::from_slice(&v, v.len(), dev)
         };
-        let du = nodes.index_select(&distinct(&batch.users, 0)?, 0)?;
-        let di = nodes.index_select(&distinct(&batch.pos, self.n_users as u32)?, 0)?;
+        let du = nodes.index_select(&distinct(&batch.user_idx)?, 0)?;
+        let di = nodes.index_select(&distinct(&batch.pos_idx)?, 0)?;
         let bu = nodes.index_select(&batch.user_nodes, 0)?;
         let uniform =
             ((Self::mean_lse(&du, &users)? + Self::mean_lse(&di, &items)?)? * self.cfg.ssl_reg)?;
@@ -494,8 +473,8 @@ impl Backbone for AutoCf {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{assert_gradient_matches_finite_differences, tiny_graph};
     use super::*;
-    use crate::data::UserItems;
 
     /// A path u0-i0-u1-i1-u2-i2: masking around seed u1 with depth 2 removes u1's edges
     /// (i0-u1, u1-i1), then every edge touching i0, u1 or i1 (u0-i0, i1-u2), keeping u2-i2.
@@ -532,8 +511,7 @@ mod tests {
     }
 
     fn tiny(rng: &mut Rng) -> AutoCf {
-        let train = UserItems::from_pairs(3, &[(0, 0), (0, 1), (1, 1), (1, 2), (2, 3), (2, 0)]);
-        let graph = Arc::new(BipartiteGraph::from_train(3, 4, &train));
+        let graph = tiny_graph();
         let cfg = ModelConfig {
             backbone: "autocf".into(),
             dim: 4,
@@ -639,23 +617,6 @@ mod tests {
                     .unwrap())
             .unwrap()
         };
-        let grads = loss(&ego0).backward().unwrap();
-        let g: Vec<Vec<f32>> = grads.get(&ego0).unwrap().to_vec2().unwrap();
-        let base: Vec<Vec<f32>> = ego0.to_vec2().unwrap();
-        let h = 1e-2f32;
-        for (r, c) in [(0, 0), (1, 3), (4, 2), (6, 1)] {
-            let shifted = |s: f32| {
-                let mut v = base.clone();
-                v[r][c] += s;
-                let t = Tensor::new(v, &Device::Cpu).unwrap();
-                loss(&t).to_scalar::<f32>().unwrap() as f64
-            };
-            let fd = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
-            let an = g[r][c] as f64;
-            assert!(
-                (fd - an).abs() < 2e-3 * (an.abs() + fd.abs()) + 2e-4,
-                "({r},{c}): fd {fd} vs analytic {an}"
-            );
-        }
+        assert_gradient_matches_finite_differences(&ego0, loss);
     }
 }

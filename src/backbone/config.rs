@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
-    /// `mf`, `lightgcn`, or the training-free baseline `mostpop`.
+    /// One of [`BACKBONES`]: `mf`, `lightgcn`, `gccf`, `sgl`, `simgcl`, `dccf`, `autocf`, or
+    /// the training-free baseline `mostpop`.
     pub backbone: String,
     /// Embedding size.
     pub dim: usize,

@@ -15,13 +15,13 @@
 //! code) and weighted by `cl_weight`.
 
 use super::ModelConfig;
-use super::{xavier_node_table, Backbone, BuildContext, Mode};
+use super::{xavier_matrix, xavier_node_table, Backbone, BuildContext, Mode};
 use crate::data::graph::Csr;
 use crate::ops::similarity::{info_nce, l2_normalize};
 use crate::ops::{propagate, Combine};
 use crate::rng::Rng;
-use crate::step::{Batch, LossTerm};
-use candle_core::{DType, Device, Result, Tensor, Var, D};
+use crate::step::{distinct_with_counts, Batch, LossTerm};
+use candle_core::{DType, Result, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
@@ -84,28 +84,14 @@ pub struct Dccf {
     last_views: Mutex<Option<Vec<LayerViews>>>,
 }
 
-/// A Xavier-uniform `[rows, cols]` matrix (bound `sqrt(6 / (rows + cols))`).
-fn xavier(rows: usize, cols: usize, device: &Device, rng: &mut Rng) -> Result<Var> {
-    let bound = (6.0 / (rows + cols) as f64).sqrt();
-    let data: Vec<f32> = (0..rows * cols)
-        .map(|_| ((rng.f64() * 2.0 - 1.0) * bound) as f32)
-        .collect();
-    Var::from_tensor(&Tensor::from_vec(data, (rows, cols), device)?)
-}
-
 impl Dccf {
     pub fn new(cfg: &ModelConfig, ctx: BuildContext) -> Result<Self> {
         let table = xavier_node_table(ctx.n_users, ctx.n_items, cfg.dim, ctx.device, ctx.rng)?;
         let k = cfg.dccf.intents;
-        let user_intent = xavier(cfg.dim, k, ctx.device, ctx.rng)?;
-        let item_intent = xavier(cfg.dim, k, ctx.device, ctx.rng)?;
+        let user_intent = xavier_matrix(cfg.dim, k, ctx.device, ctx.rng)?;
+        let item_intent = xavier_matrix(cfg.dim, k, ctx.device, ctx.rng)?;
         let full = Arc::new(ctx.graph.normalized(false));
-        let mut heads = Vec::with_capacity(full.indices.len());
-        for h in 0..full.n {
-            let len = full.indptr[h + 1] - full.indptr[h];
-            heads.extend(std::iter::repeat(h as u32).take(len));
-        }
-        let heads = Tensor::from_vec(heads, full.indices.len(), ctx.device)?;
+        let heads = Tensor::from_vec(full.entry_rows(), full.indices.len(), ctx.device)?;
         let tails = Tensor::from_slice(&full.indices, full.indices.len(), ctx.device)?;
         Ok(Self {
             table,
@@ -174,15 +160,12 @@ impl Dccf {
 
     fn contrast(&self, views: &[LayerViews], batch: &Batch) -> Result<Tensor> {
         let dev = self.table.device();
-        let distinct = |ids: &[u32], off: u32| -> Result<Tensor> {
-            let mut v: Vec<u32> = ids.iter().map(|i| i + off).collect();
-            v.sort_unstable();
-            v.dedup();
-            let len = v.len();
-            Tensor::from_vec(v, len, dev)
+        let distinct = |ids: &[u32]| -> Result<Tensor> {
+            let v = distinct_with_counts(ids).0;
+            Tensor::from_slice(&v, v.len(), dev)
         };
-        let users = distinct(&batch.users, 0)?;
-        let items = distinct(&batch.pos, self.n_users as u32)?;
+        let users = distinct(&batch.user_idx)?;
+        let items = distinct(&batch.pos_idx)?;
         let n_distinct_users = users.dim(0)?.max(1) as f64;
         let tau = self.cfg.tau;
         let mut total = Tensor::zeros((), DType::F32, dev)?;
@@ -240,13 +223,11 @@ impl Backbone for Dccf {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{assert_gradient_matches_finite_differences, tiny_graph};
     use super::*;
-    use crate::data::graph::BipartiteGraph;
-    use crate::data::UserItems;
+    use candle_core::Device;
 
     fn tiny(rng: &mut Rng) -> Dccf {
-        let train = UserItems::from_pairs(3, &[(0, 0), (0, 1), (1, 1), (1, 2), (2, 3), (2, 0)]);
-        let graph = Arc::new(BipartiteGraph::from_train(3, 4, &train));
         let cfg = ModelConfig {
             backbone: "dccf".into(),
             dim: 4,
@@ -259,17 +240,14 @@ mod tests {
             },
             ..ModelConfig::default()
         };
-        Dccf::new(
-            &cfg,
-            BuildContext {
-                n_users: 3,
-                n_items: 4,
-                graph,
-                device: &Device::Cpu,
-                rng,
-            },
-        )
-        .unwrap()
+        let ctx = BuildContext {
+            n_users: 3,
+            n_items: 4,
+            graph: tiny_graph(),
+            device: &Device::Cpu,
+            rng,
+        };
+        Dccf::new(&cfg, ctx).unwrap()
     }
 
     /// The adaptive message equals the hand-written row-normalised cosine weights.
@@ -328,24 +306,6 @@ mod tests {
             let (_, views) = m.forward(ego).unwrap();
             m.contrast(&views, &batch).unwrap()
         };
-        let ego = m.table.as_tensor().clone();
-        let grads = loss(&ego).backward().unwrap();
-        let g: Vec<Vec<f32>> = grads.get(&ego).unwrap().to_vec2().unwrap();
-        let base: Vec<Vec<f32>> = ego.to_vec2().unwrap();
-        let h = 1e-2f32;
-        for (r, c) in [(0, 0), (1, 3), (4, 2), (6, 1)] {
-            let shifted = |s: f32| {
-                let mut v = base.clone();
-                v[r][c] += s;
-                let t = Tensor::new(v, &Device::Cpu).unwrap();
-                loss(&t).to_scalar::<f32>().unwrap() as f64
-            };
-            let fd = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
-            let an = g[r][c] as f64;
-            assert!(
-                (fd - an).abs() < 2e-3 * (an.abs() + fd.abs()) + 2e-4,
-                "({r},{c}): fd {fd} vs analytic {an}"
-            );
-        }
+        assert_gradient_matches_finite_differences(m.table.as_tensor(), loss);
     }
 }

@@ -143,3 +143,52 @@ pub fn xavier_node_table(
             .to_dtype(DType::F32)?,
     )
 }
+
+/// A Xavier-uniform `[rows, cols]` weight matrix (bound `sqrt(6 / (rows + cols))`, as
+/// `nn.init.xavier_uniform_`).
+pub fn xavier_matrix(rows: usize, cols: usize, device: &Device, rng: &mut Rng) -> Result<Var> {
+    let bound = (6.0 / (rows + cols) as f64).sqrt();
+    let data: Vec<f32> = (0..rows * cols)
+        .map(|_| ((rng.f64() * 2.0 - 1.0) * bound) as f32)
+        .collect();
+    Var::from_tensor(&Tensor::from_vec(data, (rows, cols), device)?)
+}
+
+/// What the backbones' unit tests share: a tiny graph and a finite-difference check.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::data::UserItems;
+
+    /// 3 users x 4 items, six edges, every node connected.
+    pub fn tiny_graph() -> Arc<BipartiteGraph> {
+        let train = UserItems::from_pairs(3, &[(0, 0), (0, 1), (1, 1), (1, 2), (2, 3), (2, 0)]);
+        Arc::new(BipartiteGraph::from_train(3, 4, &train))
+    }
+
+    /// Checks `d loss / d ego` from autograd against central finite differences at a few
+    /// entries of the `[7, 4]` node table.
+    pub fn assert_gradient_matches_finite_differences(
+        ego: &Tensor,
+        loss: impl Fn(&Tensor) -> Tensor,
+    ) {
+        let grads = loss(ego).backward().unwrap();
+        let g: Vec<Vec<f32>> = grads.get(ego).unwrap().to_vec2().unwrap();
+        let base: Vec<Vec<f32>> = ego.to_vec2().unwrap();
+        let h = 1e-2f32;
+        for (r, c) in [(0, 0), (1, 3), (4, 2), (6, 1)] {
+            let shifted = |s: f32| {
+                let mut v = base.clone();
+                v[r][c] += s;
+                let t = Tensor::new(v, &Device::Cpu).unwrap();
+                loss(&t).to_scalar::<f32>().unwrap() as f64
+            };
+            let fd = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
+            let an = g[r][c] as f64;
+            assert!(
+                (fd - an).abs() < 2e-3 * (an.abs() + fd.abs()) + 2e-4,
+                "({r},{c}): fd {fd} vs analytic {an}"
+            );
+        }
+    }
+}

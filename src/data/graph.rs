@@ -176,6 +176,16 @@ impl Csr {
         for_row_tasks(out, total, chunk, body);
     }
 
+    /// The row of every stored entry, in storage order (with `indices`, the entries as
+    /// `(row, column)` edge lists).
+    pub fn entry_rows(&self) -> Vec<u32> {
+        let mut rows = Vec::with_capacity(self.indices.len());
+        for v in 0..self.n {
+            rows.extend(std::iter::repeat(v as u32).take(self.indptr[v + 1] - self.indptr[v]));
+        }
+        rows
+    }
+
     /// Dense copy (tests and tiny graphs only).
     pub fn to_dense(&self) -> Vec<f32> {
         let mut m = vec![0.0; self.n * self.n];
