@@ -25,7 +25,7 @@ use crate::data::graph::{BipartiteGraph, Csr};
 use crate::ops::similarity::{info_nce, l2_normalize};
 use crate::ops::{propagate, Combine};
 use crate::rng::Rng;
-use crate::step::{distinct_with_counts, Batch, LossTerm};
+use crate::step::{Batch, LossTerm};
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -123,6 +123,8 @@ pub struct AutoCf {
     /// All-ones adjacency (no self loops) and node degrees, for the consistency scores.
     ones: Arc<Csr>,
     degree: Vec<f32>,
+    /// RLMRec's neighbourhood counts `fstNum + scdNum + 1e-8` (constants of the graph).
+    hop_count: Vec<f32>,
     n_users: usize,
     layers: usize,
     cfg: AutoCfConfig,
@@ -186,6 +188,14 @@ impl AutoCf {
             .map(|v| (ones.indptr[v + 1] - ones.indptr[v]) as f32)
             .collect();
         let full_edges = Edges::new(full.entry_rows(), full.indices.clone(), ctx.device)?;
+        // fstNum = deg; scdNum = A1 deg - deg - deg
+        let hop_count: Vec<f32> = (0..n)
+            .map(|v| {
+                let nbrs = &ones.indices[ones.indptr[v]..ones.indptr[v + 1]];
+                let a1_deg: f32 = nbrs.iter().map(|&t| degree[t as usize]).sum();
+                degree[v] + (a1_deg - 2.0 * degree[v]) + 1e-8
+            })
+            .collect();
         Ok(Self {
             table,
             wq,
@@ -196,6 +206,7 @@ impl AutoCf {
             full_edges,
             ones,
             degree,
+            hop_count,
             n_users: ctx.n_users,
             layers: cfg.layers,
             cfg: cfg.autocf.clone(),
@@ -214,26 +225,9 @@ impl AutoCf {
         let n = ego.dim(0)?;
         let a1 = |x: &Tensor| propagate(x, self.ones.clone(), 1, Combine::Last);
         let order = Tensor::from_slice(&self.degree, (n, 1), dev)?;
-        // neighbour counts: A1 deg (constants)
-        let a1_order: Vec<f32> = (0..n)
-            .map(|v| {
-                let nbrs = &self.ones.indices[self.ones.indptr[v]..self.ones.indptr[v + 1]];
-                nbrs.iter().map(|&t| self.degree[t as usize]).sum()
-            })
-            .collect();
+        let count = Tensor::from_slice(&self.hop_count, (n, 1), dev)?;
         let fst = (a1(ego)? - ego)?;
         let scd = ((a1(&fst)? - &fst)? - ego.broadcast_mul(&order)?)?;
-        let scd_num: Vec<f32> = a1_order
-            .iter()
-            .zip(&self.degree)
-            .map(|(s, d)| s - 2.0 * d)
-            .collect();
-        let count: Vec<f32> = scd_num
-            .iter()
-            .zip(&self.degree)
-            .map(|(s, d)| s + d + 1e-8)
-            .collect();
-        let count = Tensor::from_vec(count, (n, 1), dev)?;
         let sub = l2_normalize(&(fst + scd)?.broadcast_div(&count)?)?;
         let cos = (sub * l2_normalize(ego)?)?.sum(D::Minus1)?;
         // sigmoid
@@ -449,16 +443,11 @@ impl Backbone for AutoCf {
         batch: &Batch,
         _rng: &mut Rng,
     ) -> Result<Vec<LossTerm>> {
-        let dev = nodes.device();
         let n = nodes.dim(0)?;
         let users = nodes.narrow(0, 0, self.n_users)?;
         let items = nodes.narrow(0, self.n_users, n - self.n_users)?;
-        let distinct = |ids: &[u32]| -> Result<Tensor> {
-            let v = distinct_with_counts(ids).0;
-            Tensor::from_slice(&v, v.len(), dev)
-        };
-        let du = nodes.index_select(&distinct(&batch.user_idx)?, 0)?;
-        let di = nodes.index_select(&distinct(&batch.pos_idx)?, 0)?;
+        let du = nodes.index_select(&batch.distinct_nodes(&batch.user_idx)?, 0)?;
+        let di = nodes.index_select(&batch.distinct_nodes(&batch.pos_idx)?, 0)?;
         let bu = nodes.index_select(&batch.user_nodes, 0)?;
         let uniform =
             ((Self::mean_lse(&du, &users)? + Self::mean_lse(&di, &items)?)? * self.cfg.ssl_reg)?;

@@ -20,7 +20,7 @@ use crate::data::graph::Csr;
 use crate::ops::similarity::{info_nce, l2_normalize};
 use crate::ops::{propagate, Combine};
 use crate::rng::Rng;
-use crate::step::{distinct_with_counts, Batch, LossTerm};
+use crate::step::{Batch, LossTerm};
 use candle_core::{DType, Result, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
@@ -160,12 +160,8 @@ impl Dccf {
 
     fn contrast(&self, views: &[LayerViews], batch: &Batch) -> Result<Tensor> {
         let dev = self.table.device();
-        let distinct = |ids: &[u32]| -> Result<Tensor> {
-            let v = distinct_with_counts(ids).0;
-            Tensor::from_slice(&v, v.len(), dev)
-        };
-        let users = distinct(&batch.user_idx)?;
-        let items = distinct(&batch.pos_idx)?;
+        let users = batch.distinct_nodes(&batch.user_idx)?;
+        let items = batch.distinct_nodes(&batch.pos_idx)?;
         let n_distinct_users = users.dim(0)?.max(1) as f64;
         let tau = self.cfg.tau;
         let mut total = Tensor::zeros((), DType::F32, dev)?;

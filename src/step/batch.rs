@@ -43,6 +43,12 @@ impl Batch {
             neg_idx,
         })
     }
+    /// The distinct node indices among `ids` (one of the `*_idx` lists), ascending, as a
+    /// tensor on the batch's device.
+    pub fn distinct_nodes(&self, ids: &[u32]) -> Result<Tensor> {
+        let v = distinct_with_counts(ids).0;
+        Tensor::from_slice(&v, v.len(), self.user_nodes.device())
+    }
     pub fn len(&self) -> usize {
         self.users.len()
     }
