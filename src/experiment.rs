@@ -46,6 +46,11 @@ fn default_metric() -> String {
 #[serde(deny_unknown_fields)]
 pub struct Variant {
     pub name: String,
+    /// Run config this variant starts from instead of the comparison's `base` (e.g. each
+    /// backbone's own `configs/<data>-<backbone>.toml`); the comparison's `set` still
+    /// applies on top of it.
+    #[serde(default)]
+    pub base: Option<PathBuf>,
     #[serde(default)]
     pub set: Vec<String>,
     /// Seeds for this variant only (default: the comparison's `seeds`), e.g. fewer seeds
@@ -199,6 +204,20 @@ fn check_same_settings(base: &Path, sets: &[String], dir: &Path) -> anyhow::Resu
     Ok(())
 }
 
+/// The run config `v` starts from: its own `base`, or the comparison's.
+pub fn variant_base<'a>(cfg: &'a CompareConfig, v: &'a Variant) -> &'a Path {
+    v.base.as_deref().unwrap_or(&cfg.base)
+}
+
+/// The overrides of `v`'s runs before the seed: the comparison's `set`, the command
+/// line's, then the variant's own.
+pub fn variant_sets(cfg: &CompareConfig, extra: &[String], v: &Variant) -> Vec<String> {
+    let mut sets = cfg.set.clone();
+    sets.extend(extra.iter().cloned());
+    sets.extend(v.set.iter().cloned());
+    sets
+}
+
 /// Runs the whole comparison grid and writes `compare.md` / `compare.json` into `out`.
 /// With `table_only`, nothing is trained: the table covers the runs already finished
 /// (e.g. while another process still works through the grid) and lists the missing ones.
@@ -217,23 +236,27 @@ pub fn compare(
     {
         bail!("compare: needs at least one [[variant]] and at least one seed for each");
     }
+    // every variant's settings must load before the first of many runs starts
+    for v in cfg.variants.iter().filter(|_| !table_only) {
+        crate::config::Config::load(Some(variant_base(cfg, v)), &variant_sets(cfg, extra, v))
+            .with_context(|| format!("compare: variant {:?}", v.name))?;
+    }
     let mut records = Vec::new();
     let mut missing = Vec::new();
     for v in &cfg.variants {
+        let base = variant_base(cfg, v);
         for &seed in v.seeds.as_ref().unwrap_or(&cfg.seeds) {
             let dir = out.join(format!("{}-s{seed}", slug(&v.name)));
-            let mut sets = cfg.set.clone();
-            sets.extend(extra.iter().cloned());
-            sets.extend(v.set.iter().cloned());
+            let mut sets = variant_sets(cfg, extra, v);
             sets.push(format!("train.seed={seed}"));
             sets.push("train.progress=false".into());
             if table_only {
-                if !is_finished(&cfg.base, &sets, &dir)? {
+                if !is_finished(base, &sets, &dir)? {
                     missing.push(format!("{} seed {seed}", v.name));
                     continue;
                 }
             } else {
-                run_child(&cfg.base, &sets, &dir, threads)?;
+                run_child(base, &sets, &dir, threads)?;
             }
             records.push(read_record(&v.name, seed, &dir)?);
         }
@@ -598,6 +621,13 @@ mod tests {
                         "{name}: {pair:?}"
                     );
                 }
+                // every variant's settings are known keys with valid values, on its base
+                let root = dir.parent().unwrap();
+                for v in &c.variants {
+                    let sets = variant_sets(&c, &[], v);
+                    crate::config::Config::load(Some(&root.join(variant_base(&c, v))), &sets)
+                        .unwrap_or_else(|e| panic!("{name}: variant {}: {e:#}", v.name));
+                }
                 c.base
             } else if name.starts_with("tune-") {
                 let t: TuneConfig =
@@ -729,6 +759,35 @@ mod tests {
         assert!(md.contains("Not run yet (2): a seed 2, b seed 1."), "{md}");
         assert!(out.join("compare.md").exists());
         std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    /// A variant with its own base runs from it, and a variant whose settings do not load
+    /// stops the grid before any run starts, naming the variant.
+    #[test]
+    fn every_variant_is_checked_before_the_first_run() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let cfg: CompareConfig = toml::from_str(&format!(
+            "base = {:?}\nseeds = [1]\n[[variant]]\nname = \"plain\"\n\
+             [[variant]]\nname = \"own base\"\nbase = {:?}\n\
+             [[variant]]\nname = \"typo\"\nset = [\"model.layerz=2\"]",
+            configs.join("ml-100k-lightgcn.toml").display().to_string(),
+            configs.join("ml-100k-gccf.toml").display().to_string(),
+        ))
+        .unwrap();
+        let own = &cfg.variants[1];
+        let c = crate::config::Config::load(Some(variant_base(&cfg, own)), &[]).unwrap();
+        assert_eq!(c.model.backbone, "gccf");
+        let out = std::env::temp_dir().join(format!("darec-variant-check-{}", std::process::id()));
+        let err = format!(
+            "{:#}",
+            compare(&cfg, &[], &out, Some(1), false).unwrap_err()
+        );
+        assert!(
+            err.contains("variant \"typo\"") && err.contains("layerz"),
+            "{err}"
+        );
+        // nothing was started
+        assert!(!out.join("plain-s1").exists());
     }
 
     #[test]
