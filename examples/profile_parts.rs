@@ -8,6 +8,7 @@ use candle_core::Device;
 use darec::config::Config;
 use darec::data::graph::BipartiteGraph;
 use darec::data::load::load_dataset;
+use darec::ops::adaptive::{adaptive_message, adaptive_message_reference, EdgeIndex};
 use darec::ops::{propagate, Combine};
 use darec::rng::Rng;
 use darec::step::Batch;
@@ -68,6 +69,21 @@ fn main() -> anyhow::Result<()> {
     });
     time("sampling one epoch", 3, || {
         std::hint::black_box(sampler.epoch(&mut rng));
+    });
+    // DCCF's adaptive-edge message on the full graph, fused against plain candle
+    let edges = Arc::new(EdgeIndex::new(Arc::new(full.clone()))?);
+    let x = candle_core::Var::from_tensor(&propagate(&ego, adj.clone(), 1, Combine::Last)?)?;
+    let e = candle_core::Var::from_tensor(&ego)?;
+    time("adaptive message fwd (fused)", n, || {
+        adaptive_message(&x, &e, &edges).expect("fwd");
+    });
+    time("adaptive message fwd+bwd (fused)", n, || {
+        let y = adaptive_message(&x, &e, &edges).expect("fwd");
+        y.sum_all().unwrap().backward().expect("bwd");
+    });
+    time("adaptive message fwd+bwd (plain candle)", 5, || {
+        let y = adaptive_message_reference(&x, &e, &edges).expect("fwd");
+        y.sum_all().unwrap().backward().expect("bwd");
     });
     Ok(())
 }

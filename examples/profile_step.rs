@@ -2,6 +2,7 @@
 //! random 384-d semantic vectors, on one batch drawn as training draws it (development aid;
 //! the benchmark is benches/lightgcn.rs).
 //! `cargo run --release --example profile_step -- lightgcn darec [dataset] [n_hat]`
+//! (`PROFILE_SET="k=v;k2=v2"` adds config overrides, `PROFILE_STEPS` sets the step count)
 use candle_core::{Device, Tensor};
 use darec::align::{AlignConfig, AlignKind, SemanticTables};
 use darec::config::Config;
@@ -18,13 +19,20 @@ fn main() -> anyhow::Result<()> {
     let align = args.get(2).cloned().unwrap_or("none".into());
     let dataset = args.get(3).cloned().unwrap_or("amazon".into());
     let n_hat: usize = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(4096);
-    let cfg = Config::load(
-        None,
-        &[
-            format!("data.name={dataset}"),
-            format!("model.backbone=\"{backbone}\""),
-        ],
-    )?;
+    // PROFILE_SET="model.dccf.cl_weight=0;model.layers=2" adds overrides, e.g. to time a
+    // backbone without its auxiliary term.
+    let mut sets = vec![
+        format!("data.name={dataset}"),
+        format!("model.backbone=\"{backbone}\""),
+    ];
+    sets.extend(
+        std::env::var("PROFILE_SET")
+            .unwrap_or_default()
+            .split(';')
+            .filter(|s| !s.is_empty())
+            .map(String::from),
+    );
+    let cfg = Config::load(None, &sets)?;
     let ds = load_dataset(&cfg.data)?;
     let dev = Device::Cpu;
     let mut model =

@@ -17,6 +17,7 @@
 use super::ModelConfig;
 use super::{xavier_matrix, xavier_node_table, Backbone, BuildContext, Mode};
 use crate::data::graph::Csr;
+use crate::ops::adaptive::{adaptive_message, EdgeIndex};
 use crate::ops::similarity::{info_nce, l2_normalize};
 use crate::ops::{propagate, Combine};
 use crate::rng::Rng;
@@ -74,9 +75,8 @@ pub struct Dccf {
     user_intent: Var,
     item_intent: Var,
     full: Arc<Csr>,
-    /// Head and tail node of every directed edge of `full`, in its entry order.
-    heads: Tensor,
-    tails: Tensor,
+    /// `full`'s entries and their reverse entries, for the adaptive messages.
+    edges: Arc<EdgeIndex>,
     layers: usize,
     n_users: usize,
     cfg: DccfConfig,
@@ -91,15 +91,13 @@ impl Dccf {
         let user_intent = xavier_matrix(cfg.dim, k, ctx.device, ctx.rng)?;
         let item_intent = xavier_matrix(cfg.dim, k, ctx.device, ctx.rng)?;
         let full = Arc::new(ctx.graph.normalized(false));
-        let heads = Tensor::from_vec(full.entry_rows(), full.indices.len(), ctx.device)?;
-        let tails = Tensor::from_slice(&full.indices, full.indices.len(), ctx.device)?;
+        let edges = Arc::new(EdgeIndex::new(full.clone())?);
         Ok(Self {
             table,
             user_intent,
             item_intent,
             full,
-            heads,
-            tails,
+            edges,
             layers: cfg.layers,
             n_users: ctx.n_users,
             cfg: cfg.dccf.clone(),
@@ -122,25 +120,6 @@ impl Dccf {
         Tensor::cat(&[users, items], 0)
     }
 
-    /// `A_x e`: the graph's edges weighted by `(cos(x_h, x_t) + 1) / 2`, each row divided
-    /// by its sum, applied to `e`.
-    fn adaptive_message(&self, x: &Tensor, e: &Tensor) -> Result<Tensor> {
-        let (n, d) = e.dims2()?;
-        let xn = l2_normalize(x)?;
-        let alpha = ((xn.index_select(&self.heads, 0)? * xn.index_select(&self.tails, 0)?)?
-            .sum(D::Minus1)?
-            + 1.0)?
-            .affine(0.5, 0.0)?;
-        let zeros = Tensor::zeros(n, DType::F32, e.device())?;
-        let row_sum = zeros.index_add(&self.heads, &alpha, 0)?;
-        // a row whose weights are all zero gets no message (RLMRec: inf -> 0)
-        let weight = (&alpha / row_sum.maximum(1e-12)?.index_select(&self.heads, 0)?)?;
-        let msg = e
-            .index_select(&self.tails, 0)?
-            .broadcast_mul(&weight.unsqueeze(1)?)?;
-        Tensor::zeros((n, d), DType::F32, e.device())?.index_add(&self.heads, &msg, 0)
-    }
-
     /// Final embeddings and, per layer, the four messages.
     fn forward(&self, ego: &Tensor) -> Result<(Tensor, Vec<LayerViews>)> {
         let mut layer = ego.clone();
@@ -149,8 +128,8 @@ impl Dccf {
         for _ in 0..self.layers {
             let gnn = propagate(&layer, self.full.clone(), 1, Combine::Last)?;
             let int = self.intent_message(&layer)?;
-            let gaa = self.adaptive_message(&gnn, &layer)?;
-            let iaa = self.adaptive_message(&int, &layer)?;
+            let gaa = adaptive_message(&gnn, &layer, &self.edges)?;
+            let iaa = adaptive_message(&int, &layer, &self.edges)?;
             layer = ((((&gnn + &int)? + &gaa)? + &iaa)? + &layer)?;
             sum = (sum + &layer)?;
             views.push(LayerViews { gnn, int, gaa, iaa });
@@ -258,8 +237,7 @@ mod tests {
             .map(|_| (0..4).map(|_| rng.f32() - 0.5).collect())
             .collect();
         let t = |v: &Vec<Vec<f32>>| Tensor::new(v.clone(), &Device::Cpu).unwrap();
-        let got: Vec<Vec<f32>> = m
-            .adaptive_message(&t(&x), &t(&e))
+        let got: Vec<Vec<f32>> = adaptive_message(&t(&x), &t(&e), &m.edges)
             .unwrap()
             .to_vec2()
             .unwrap();

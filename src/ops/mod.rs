@@ -3,6 +3,7 @@
 //! in-place Adam update.
 
 pub mod adam;
+pub mod adaptive;
 pub mod bpr;
 pub mod dense;
 pub mod fastmath;
