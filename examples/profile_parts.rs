@@ -9,6 +9,7 @@ use darec::config::Config;
 use darec::data::graph::BipartiteGraph;
 use darec::data::load::load_dataset;
 use darec::ops::adaptive::{adaptive_message, adaptive_message_reference, EdgeIndex};
+use darec::ops::edge_attention::{edge_attention, edge_attention_reference, EdgeList};
 use darec::ops::{propagate, Combine};
 use darec::rng::Rng;
 use darec::step::Batch;
@@ -83,6 +84,28 @@ fn main() -> anyhow::Result<()> {
     });
     time("adaptive message fwd+bwd (plain candle)", 5, || {
         let y = adaptive_message_reference(&x, &e, &edges).expect("fwd");
+        y.sum_all().unwrap().backward().expect("bwd");
+    });
+    // AutoCF's graph-transformer layer (4 heads) on the graph's edges, self loops and as
+    // many random pairs again: the size of its decoder graph
+    let nodes = full.n;
+    let mut rows = full.entry_rows();
+    let mut cols = full.indices.clone();
+    rows.extend(0..nodes as u32);
+    cols.extend(0..nodes as u32);
+    for _ in 0..full.indices.len() {
+        rows.push(rng.uniform_usize(nodes) as u32);
+        cols.push(rng.uniform_usize(nodes) as u32);
+    }
+    let list = Arc::new(EdgeList::new(nodes, &rows, &cols, &Device::Cpu)?);
+    let label = format!("edge attention fwd+bwd, {} edges", list.len());
+    let v = candle_core::Var::from_tensor(&(&ego * 0.5)?)?;
+    time(&format!("{label} (fused)"), n, || {
+        let y = edge_attention(&x, &e, &v, &list, 4).expect("fwd");
+        y.sum_all().unwrap().backward().expect("bwd");
+    });
+    time(&format!("{label} (plain candle)"), 5, || {
+        let y = edge_attention_reference(&x, &e, &v, &list, 4).expect("fwd");
         y.sum_all().unwrap().backward().expect("bwd");
     });
     Ok(())

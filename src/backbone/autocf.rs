@@ -22,11 +22,12 @@
 use super::ModelConfig;
 use super::{xavier_matrix, xavier_node_table, Backbone, BuildContext, Mode};
 use crate::data::graph::{BipartiteGraph, Csr};
-use crate::ops::similarity::{info_nce, l2_normalize};
+use crate::ops::edge_attention::{edge_attention, EdgeList};
+use crate::ops::similarity::{info_nce, info_nce_weighted, l2_normalize};
 use crate::ops::{propagate, Combine};
 use crate::rng::Rng;
-use crate::step::{Batch, LossTerm};
-use candle_core::{DType, Device, Result, Tensor, Var, D};
+use crate::step::{distinct_with_counts, Batch, LossTerm};
+use candle_core::{Result, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
@@ -87,27 +88,11 @@ impl AutoCfConfig {
     }
 }
 
-/// Directed edge lists `(rows, cols)` as index tensors.
-struct Edges {
-    rows: Tensor,
-    cols: Tensor,
-}
-
-impl Edges {
-    fn new(rows: Vec<u32>, cols: Vec<u32>, dev: &Device) -> Result<Self> {
-        let n = rows.len();
-        Ok(Self {
-            rows: Tensor::from_vec(rows, n, dev)?,
-            cols: Tensor::from_vec(cols, n, dev)?,
-        })
-    }
-}
-
 /// The graphs of the current mask and the infomax term still to be added.
 struct MaskState {
     step: usize,
     encoder: Option<Arc<Csr>>,
-    decoder: Option<Edges>,
+    decoder: Option<Arc<EdgeList>>,
     infomax: Option<Tensor>,
 }
 
@@ -119,7 +104,7 @@ pub struct AutoCf {
     /// Undirected training edges `(user node, item node)`.
     pairs: Vec<(u32, u32)>,
     full: Arc<Csr>,
-    full_edges: Edges,
+    full_edges: Arc<EdgeList>,
     /// All-ones adjacency (no self loops) and node degrees, for the consistency scores.
     ones: Arc<Csr>,
     degree: Vec<f32>,
@@ -187,7 +172,12 @@ impl AutoCf {
         let degree: Vec<f32> = (0..n)
             .map(|v| (ones.indptr[v + 1] - ones.indptr[v]) as f32)
             .collect();
-        let full_edges = Edges::new(full.entry_rows(), full.indices.clone(), ctx.device)?;
+        let full_edges = Arc::new(EdgeList::new(
+            n,
+            &full.entry_rows(),
+            &full.indices,
+            ctx.device,
+        )?);
         // fstNum = deg; scdNum = A1 deg - deg - deg
         let hop_count: Vec<f32> = (0..n)
             .map(|v| {
@@ -235,7 +225,7 @@ impl AutoCf {
     }
 
     /// Draws a new mask: seeds by Gumbel top-k, edges within `mask_depth` hops removed.
-    fn draw_mask(&self, ego: &Tensor, rng: &mut Rng) -> Result<(Arc<Csr>, Edges, Tensor)> {
+    fn draw_mask(&self, ego: &Tensor, rng: &mut Rng) -> Result<(Arc<Csr>, Arc<EdgeList>, Tensor)> {
         let dev = ego.device();
         let n = ego.dim(0)?;
         let scores = self.consistency(ego)?;
@@ -265,41 +255,19 @@ impl AutoCf {
         masked_nodes.sort_unstable();
         masked_nodes.dedup();
         let decoder = decoder_edges(n, &kept, &masked_nodes, 2 * self.pairs.len(), rng);
-        let decoder = Edges::new(decoder.0, decoder.1, dev)?;
+        let decoder = Arc::new(EdgeList::new(n, &decoder.0, &decoder.1, dev)?);
         Ok((encoder, decoder, infomax))
     }
 
     /// One graph-transformer layer over the directed `edges` (RLMRec's `GTLayer`).
-    fn transformer(&self, e: &Tensor, edges: &Edges) -> Result<Tensor> {
-        let (n, d) = e.dims2()?;
-        let h = self.cfg.heads;
-        let m = edges.rows.dim(0)?;
-        let q = e
-            .matmul(self.wq.as_tensor())?
-            .index_select(&edges.rows, 0)?;
-        let k = e
-            .matmul(self.wk.as_tensor())?
-            .index_select(&edges.cols, 0)?;
-        let v = e
-            .matmul(self.wv.as_tensor())?
-            .index_select(&edges.cols, 0)?;
-        let att = (q * k)?
-            .reshape((m, h, d / h))?
-            .sum(D::Minus1)?
-            .clamp(-10f32, 10f32)?
-            .exp()?;
-        let norm = Tensor::zeros((n, h), DType::F32, e.device())?
-            .index_add(&edges.rows, &att, 0)?
-            .index_select(&edges.rows, 0)?;
-        let att = (att / (norm + 1e-8)?)?;
-        let res = v
-            .reshape((m, h, d / h))?
-            .broadcast_mul(&att.unsqueeze(2)?)?
-            .reshape((m, d))?;
-        Tensor::zeros((n, d), DType::F32, e.device())?.index_add(&edges.rows, &res, 0)
+    fn transformer(&self, e: &Tensor, edges: &Arc<EdgeList>) -> Result<Tensor> {
+        let q = e.matmul(self.wq.as_tensor())?;
+        let k = e.matmul(self.wk.as_tensor())?;
+        let v = e.matmul(self.wv.as_tensor())?;
+        edge_attention(&q, &k, &v, edges, self.cfg.heads)
     }
 
-    fn forward(&self, ego: &Tensor, encoder: Arc<Csr>, decoder: &Edges) -> Result<Tensor> {
+    fn forward(&self, ego: &Tensor, encoder: Arc<Csr>, decoder: &Arc<EdgeList>) -> Result<Tensor> {
         let mut layer = ego.clone();
         let mut sum = ego.clone();
         for _ in 0..self.layers {
@@ -446,12 +414,19 @@ impl Backbone for AutoCf {
         let n = nodes.dim(0)?;
         let users = nodes.narrow(0, 0, self.n_users)?;
         let items = nodes.narrow(0, self.n_users, n - self.n_users)?;
-        let du = nodes.index_select(&batch.distinct_nodes(&batch.user_idx)?, 0)?;
+        let (user_ids, user_counts) = distinct_with_counts(&batch.user_idx);
+        let du = nodes.index_select(
+            &Tensor::from_slice(&user_ids, user_ids.len(), nodes.device())?,
+            0,
+        )?;
         let di = nodes.index_select(&batch.distinct_nodes(&batch.pos_idx)?, 0)?;
-        let bu = nodes.index_select(&batch.user_nodes, 0)?;
         let uniform =
             ((Self::mean_lse(&du, &users)? + Self::mean_lse(&di, &items)?)? * self.cfg.ssl_reg)?;
-        let cross = Self::mean_lse(&bu, &items)?;
+        // over the batch's user rows as drawn: each distinct user once, weighted by its
+        // count (the same sum)
+        let cross =
+            (info_nce_weighted(&du, &du.zeros_like()?, &items, 1.0, Some(user_counts), None)?
+                / batch.len().max(1) as f64)?;
         let mut terms = vec![LossTerm::new("cl", (uniform + cross)?)];
         if let Some(infomax) = self.state.lock().unwrap().infomax.take() {
             terms.push(LossTerm::new("infomax", infomax));
@@ -464,6 +439,7 @@ impl Backbone for AutoCf {
 mod tests {
     use super::super::testing::{assert_gradient_matches_finite_differences, tiny_graph};
     use super::*;
+    use candle_core::Device;
 
     /// A path u0-i0-u1-i1-u2-i2: masking around seed u1 with depth 2 removes u1's edges
     /// (i0-u1, u1-i1), then every edge touching i0, u1 or i1 (u0-i0, i1-u2), keeping u2-i2.

@@ -6,6 +6,7 @@ pub mod adam;
 pub mod adaptive;
 pub mod bpr;
 pub mod dense;
+pub mod edge_attention;
 pub mod fastmath;
 pub mod linear;
 pub mod propagate;
