@@ -13,7 +13,7 @@
 //! rows in parallel; the backward reaches the tail side of each edge through the index of
 //! its reverse entry, which a symmetric graph (the bipartite graph is) always has.
 
-use super::fastmath::vectorized;
+use super::fastmath::{axpy, lane_dot as dot, vectorized};
 use crate::data::graph::Csr;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
@@ -109,26 +109,6 @@ struct AdaptiveMessage {
     index: Arc<EdgeIndex>,
 }
 
-/// Dot product in eight independent lanes, so that it vectorises (a plain `sum` of f32
-/// must keep its order and does not).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// Rows scaled to unit norm, and each row's `sqrt(eps + |x|^2)`.
 fn normalise(x: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
     let mut xn = x.to_vec();
@@ -163,27 +143,6 @@ fn row_weights(csr: &Csr, xn: &[f32], d: usize, h: usize, out: &mut Vec<f32>) ->
         sum += a;
     }
     sum
-}
-
-/// `out += c * v`
-#[inline(always)]
-fn axpy(out: &mut [f32], c: f32, v: &[f32]) {
-    for (o, x) in out.iter_mut().zip(v) {
-        *o += c * x;
-    }
-}
-
-/// `buf` (one value per entry of `csr`) split at the entries of every
-/// `ROWS_PER_TASK`-th row: one piece per parallel task.
-fn per_task<'a>(csr: &Csr, mut buf: &'a mut [f32]) -> Vec<&'a mut [f32]> {
-    let mut pieces = Vec::with_capacity(csr.n.div_ceil(ROWS_PER_TASK));
-    for first in (0..csr.n).step_by(ROWS_PER_TASK) {
-        let last = (first + ROWS_PER_TASK).min(csr.n);
-        let (head, rest) = buf.split_at_mut(csr.indptr[last] - csr.indptr[first]);
-        pieces.push(head);
-        buf = rest;
-    }
-    pieces
 }
 
 impl AdaptiveMessage {
@@ -282,9 +241,14 @@ fn backward(
     // per entry (h, t): its weight w_ht, and the gradient reaching cos(x_h, x_t)
     let mut w = vec![0f32; m];
     let mut dcos = vec![0f32; m];
-    per_task(csr, &mut w)
+    super::split_row_tasks(&csr.indptr, ROWS_PER_TASK, 1, &mut w)
         .into_par_iter()
-        .zip(per_task(csr, &mut dcos))
+        .zip(super::split_row_tasks(
+            &csr.indptr,
+            ROWS_PER_TASK,
+            1,
+            &mut dcos,
+        ))
         .enumerate()
         .for_each(|(task, (wt, ct))| {
             vectorized(
@@ -353,7 +317,8 @@ fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var};
+    use crate::ops::testing::{assert_same_gradients, var};
+    use candle_core::Device;
 
     /// A symmetric graph on 7 nodes with an isolated node (no message, no gradient) and
     /// uneven degrees.
@@ -380,33 +345,19 @@ mod tests {
         Arc::new(EdgeIndex::new(Arc::new(csr)).unwrap())
     }
 
-    fn var(rows: usize, cols: usize, seed: usize) -> Var {
-        let v: Vec<f32> = (0..rows * cols)
-            .map(|i| ((((i + seed) * 7919) % 1000) as f32 / 500.0) - 1.0)
-            .collect();
-        Var::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
-    }
-
     /// Value and both inputs' gradients agree with the plain-candle form, under a weighted
     /// sum of the output so that every output entry gets its own gradient.
     #[test]
     fn fused_message_matches_the_plain_candle_form() {
         let idx = graph();
-        let (x, e, probe) = (var(7, 5, 1), var(7, 5, 2), var(7, 5, 3));
+        let (x, e, probe) = (var(7, 5, 1, 1.0), var(7, 5, 2, 1.0), var(7, 5, 3, 1.0));
         let fused = adaptive_message(x.as_tensor(), e.as_tensor(), &idx).unwrap();
         let plain = adaptive_message_reference(x.as_tensor(), e.as_tensor(), &idx).unwrap();
         assert!(crate::ops::max_abs_diff(&fused, &plain) < 1e-5);
         let loss = |y: &Tensor| (y * probe.as_tensor()).unwrap().sum_all().unwrap();
         let gf = loss(&fused).backward().unwrap();
         let gp = loss(&plain).backward().unwrap();
-        for v in [&x, &e] {
-            let (a, b) = (
-                gf.get(v.as_tensor()).unwrap(),
-                gp.get(v.as_tensor()).unwrap(),
-            );
-            let diff = crate::ops::max_abs_diff(a, b);
-            assert!(diff < 1e-5, "gradient differs by {diff}");
-        }
+        assert_same_gradients(&gf, &gp, &[&x, &e], 1e-5);
         // the isolated node gets nothing and passes nothing back
         let row3 = |t: &Tensor| t.get(3).unwrap().abs().unwrap().sum_all().unwrap();
         assert_eq!(row3(&fused).to_scalar::<f32>().unwrap(), 0.0);

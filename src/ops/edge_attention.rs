@@ -11,7 +11,7 @@
 //! and keeps nothing per edge; the backward recomputes the scores, stores two floats per
 //! edge and head, and reaches the key and value side through the edges sorted by column.
 
-use super::fastmath::vectorized;
+use super::fastmath::{axpy, lane_dot as dot, vectorized};
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -132,31 +132,6 @@ pub fn edge_attention_reference(
 struct EdgeAttention {
     edges: Arc<EdgeList>,
     heads: usize,
-}
-
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-#[inline(always)]
-fn axpy(out: &mut [f32], c: f32, v: &[f32]) {
-    for (o, x) in out.iter_mut().zip(v) {
-        *o += c * x;
-    }
 }
 
 /// Row `r`'s scores `s` and weights `a = exp(s)` per edge and head (edge-major), and the
@@ -286,19 +261,6 @@ impl CustomOp3 for EdgeAttention {
     }
 }
 
-/// `buf` (`heads` values per edge) split at the edges of every `ROWS_PER_TASK`-th row: one
-/// piece per parallel task.
-fn per_task<'a>(e: &EdgeList, heads: usize, mut buf: &'a mut [f32]) -> Vec<&'a mut [f32]> {
-    let mut pieces = Vec::with_capacity(e.n.div_ceil(ROWS_PER_TASK));
-    for first in (0..e.n).step_by(ROWS_PER_TASK) {
-        let last = (first + ROWS_PER_TASK).min(e.n);
-        let (head, rest) = buf.split_at_mut((e.row_ptr[last] - e.row_ptr[first]) * heads);
-        pieces.push(head);
-        buf = rest;
-    }
-    pieces
-}
-
 /// Gradients of `q`, `k` and `v` given the output and its gradient `g`.
 #[allow(clippy::too_many_arguments)]
 fn backward(
@@ -317,8 +279,18 @@ fn backward(
     let mut ds = vec![0f32; e.len() * heads];
     let mut dq = vec![0f32; e.n * d];
     dq.par_chunks_mut(ROWS_PER_TASK * d.max(1))
-        .zip(per_task(e, heads, &mut w))
-        .zip(per_task(e, heads, &mut ds))
+        .zip(super::split_row_tasks(
+            &e.row_ptr,
+            ROWS_PER_TASK,
+            heads,
+            &mut w,
+        ))
+        .zip(super::split_row_tasks(
+            &e.row_ptr,
+            ROWS_PER_TASK,
+            heads,
+            &mut ds,
+        ))
         .enumerate()
         .for_each(|(task, ((dqs, wt), dst))| {
             vectorized(
@@ -394,14 +366,7 @@ fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Var;
-
-    fn var(rows: usize, cols: usize, seed: usize, scale: f32) -> Var {
-        let v: Vec<f32> = (0..rows * cols)
-            .map(|i| (((((i + seed) * 7919) % 1000) as f32 / 500.0) - 1.0) * scale)
-            .collect();
-        Var::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
-    }
+    use crate::ops::testing::{assert_same_gradients, var};
 
     /// Value and the gradients of q, k and v agree with the plain-candle form, on a graph
     /// with self loops, an asymmetric edge, a node without edges, and (at scale 4) scores
@@ -427,13 +392,7 @@ mod tests {
             let loss = |y: &Tensor| (y * probe.as_tensor()).unwrap().sum_all().unwrap();
             let gf = loss(&fused).backward().unwrap();
             let gp = loss(&plain).backward().unwrap();
-            for x in [&q, &k, &v] {
-                let diff = crate::ops::max_abs_diff(
-                    gf.get(x.as_tensor()).unwrap(),
-                    gp.get(x.as_tensor()).unwrap(),
-                );
-                assert!(diff < 1e-4, "scale {scale}: gradient differs by {diff}");
-            }
+            assert_same_gradients(&gf, &gp, &[&q, &k, &v], 1e-4);
         }
     }
 

@@ -125,6 +125,34 @@ pub fn lane_sum(x: &[f32]) -> f64 {
     acc.iter().map(|&v| v as f64).sum::<f64>() + rest
 }
 
+/// Dot product in eight independent lanes (vectorisable; a plain `sum` of f32 must keep
+/// its order and does not vectorise).
+#[inline(always)]
+pub fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `out += c * v` (vectorisable).
+#[inline(always)]
+pub fn axpy(out: &mut [f32], c: f32, v: &[f32]) {
+    for (o, x) in out.iter_mut().zip(v) {
+        *o += c * x;
+    }
+}
+
 /// `x[i] = exp(x[i] - shift)` in place (vectorisable).
 #[inline]
 pub fn exp_shifted_in_place(x: &mut [f32], shift: f32) {

@@ -11,6 +11,8 @@ pub mod fastmath;
 pub mod linear;
 pub mod propagate;
 pub mod similarity;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use adam::{Adam, AdamConfig};
 pub use propagate::{propagate, Combine};
@@ -59,4 +61,24 @@ pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> 
         .and_then(|d| d.max(0))
         .and_then(|d| d.to_scalar::<f32>())
         .expect("tensors of one shape")
+}
+
+/// `buf`, holding `stride` values per stored entry of a row-major sparse structure with
+/// row pointers `ptr` (`n + 1` of them), split at the entries of every `rows`-th row: one
+/// mutable piece per parallel task of `rows` rows.
+pub(crate) fn split_row_tasks<'a>(
+    ptr: &[usize],
+    rows: usize,
+    stride: usize,
+    mut buf: &'a mut [f32],
+) -> Vec<&'a mut [f32]> {
+    let n = ptr.len() - 1;
+    let mut pieces = Vec::with_capacity(n.div_ceil(rows));
+    for first in (0..n).step_by(rows) {
+        let last = (first + rows).min(n);
+        let (head, rest) = buf.split_at_mut((ptr[last] - ptr[first]) * stride);
+        pieces.push(head);
+        buf = rest;
+    }
+    pieces
 }

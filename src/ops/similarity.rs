@@ -650,10 +650,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn var(rows: usize, cols: usize, seed: usize) -> Var {
-        let v: Vec<f32> = (0..rows * cols)
-            .map(|i| (((i + seed) * 7919 % 1000) as f32 / 500.0) - 1.0)
-            .collect();
-        Var::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+        crate::ops::testing::var(rows, cols, seed, 1.0)
     }
 
     /// Fused op and reference agree in value and in every input's gradient.
@@ -665,13 +662,7 @@ mod tests {
         assert!((f - r).abs() < 1e-4 * (1.0 + r.abs()), "value {f} vs {r}");
         let gf = fused.backward().unwrap();
         let gr = reference.backward().unwrap();
-        for v in vars {
-            let d = crate::ops::max_abs_diff(
-                gf.get(v.as_tensor()).unwrap(),
-                gr.get(v.as_tensor()).unwrap(),
-            );
-            assert!(d < 1e-4, "gradient differs by {d}");
-        }
+        crate::ops::testing::assert_same_gradients(&gf, &gr, vars, 1e-4);
     }
 
     /// The autograd gradient of `f` at `x` matches central finite differences (step 1e-2)
@@ -731,13 +722,7 @@ mod tests {
         let gr = reference.backward().unwrap();
         for _ in 0..2 {
             let gf = fused.backward().unwrap();
-            for v in [&a, &p, &all] {
-                let d = crate::ops::max_abs_diff(
-                    gf.get(v.as_tensor()).unwrap(),
-                    gr.get(v.as_tensor()).unwrap(),
-                );
-                assert!(d < 1e-4, "gradient differs by {d}");
-            }
+            crate::ops::testing::assert_same_gradients(&gf, &gr, &[&a, &p, &all], 1e-4);
         }
     }
 
