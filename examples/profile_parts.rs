@@ -97,7 +97,7 @@ fn main() -> anyhow::Result<()> {
         rows.push(rng.uniform_usize(nodes) as u32);
         cols.push(rng.uniform_usize(nodes) as u32);
     }
-    let list = Arc::new(EdgeList::new(nodes, &rows, &cols, &Device::Cpu)?);
+    let list = Arc::new(EdgeList::new(nodes, &rows, &cols)?);
     let label = format!("edge attention fwd+bwd, {} edges", list.len());
     let v = candle_core::Var::from_tensor(&(&ego * 0.5)?)?;
     time(&format!("{label} (fused)"), n, || {

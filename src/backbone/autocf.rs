@@ -172,12 +172,7 @@ impl AutoCf {
         let degree: Vec<f32> = (0..n)
             .map(|v| (ones.indptr[v + 1] - ones.indptr[v]) as f32)
             .collect();
-        let full_edges = Arc::new(EdgeList::new(
-            n,
-            &full.entry_rows(),
-            &full.indices,
-            ctx.device,
-        )?);
+        let full_edges = Arc::new(EdgeList::new(n, &full.entry_rows(), &full.indices)?);
         // fstNum = deg; scdNum = A1 deg - deg - deg
         let hop_count: Vec<f32> = (0..n)
             .map(|v| {
@@ -255,7 +250,7 @@ impl AutoCf {
         masked_nodes.sort_unstable();
         masked_nodes.dedup();
         let decoder = decoder_edges(n, &kept, &masked_nodes, 2 * self.pairs.len(), rng);
-        let decoder = Arc::new(EdgeList::new(n, &decoder.0, &decoder.1, dev)?);
+        let decoder = Arc::new(EdgeList::new(n, &decoder.0, &decoder.1)?);
         Ok((encoder, decoder, infomax))
     }
 

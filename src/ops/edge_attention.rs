@@ -12,9 +12,9 @@
 //! edge and head, and reaches the key and value side through the edges sorted by column.
 
 use super::fastmath::{axpy, lane_dot as dot, vectorized};
-use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Score clamp and normaliser offset (RLMRec's values).
 const CLAMP: f32 = 10.0;
@@ -32,14 +32,14 @@ pub struct EdgeList {
     col_ptr: Vec<usize>,
     /// Edge ids sorted by column.
     by_col: Vec<u32>,
-    /// The edges as tensors (reference and non-CPU devices).
-    rows_t: Tensor,
-    cols_t: Tensor,
+    /// The edges as index tensors, made on the first call of the reference form (which
+    /// non-CPU devices use); one edge list serves one device.
+    index: OnceLock<(Tensor, Tensor)>,
 }
 
 impl EdgeList {
     /// Edges `(rows[j], cols[j])` on `n` nodes, in any order (they are sorted here).
-    pub fn new(n: usize, rows: &[u32], cols: &[u32], dev: &Device) -> Result<Self> {
+    pub fn new(n: usize, rows: &[u32], cols: &[u32]) -> Result<Self> {
         if rows.len() != cols.len() || rows.iter().chain(cols).any(|&v| v as usize >= n) {
             candle_core::bail!("edge attention: edges must be pairs of nodes below {n}");
         }
@@ -56,12 +56,10 @@ impl EdgeList {
         let col_ptr = ptr(&cols);
         let mut by_col: Vec<u32> = (0..cols.len() as u32).collect();
         by_col.sort_by_key(|&j| cols[j as usize]);
-        let m = rows.len();
         Ok(Self {
             n,
             row_ptr,
-            rows_t: Tensor::from_slice(&rows, m, dev)?,
-            cols_t: Tensor::from_slice(&cols, m, dev)?,
+            index: OnceLock::new(),
             cols,
             rows,
             col_ptr,
@@ -109,7 +107,16 @@ pub fn edge_attention_reference(
 ) -> Result<Tensor> {
     let (n, d) = q.dims2()?;
     let m = edges.len();
-    let (rows, cols) = (&edges.rows_t, &edges.cols_t);
+    let dev = q.device();
+    if edges.index.get().is_none() {
+        let made = (
+            Tensor::from_slice(&edges.rows, m, dev)?,
+            Tensor::from_slice(&edges.cols, m, dev)?,
+        );
+        let _ = edges.index.set(made);
+    }
+    let index = edges.index.get().expect("set above");
+    let (rows, cols) = (&index.0, &index.1);
     let q = q.index_select(rows, 0)?;
     let k = k.index_select(cols, 0)?;
     let v = v.index_select(cols, 0)?;
@@ -373,11 +380,10 @@ mod tests {
     /// beyond the clamp.
     #[test]
     fn fused_attention_matches_the_plain_candle_form() {
-        let dev = Device::Cpu;
         let rows = [0, 0, 1, 1, 2, 2, 3, 0, 4, 4, 4];
         let cols = [0, 3, 1, 2, 2, 1, 3, 4, 0, 1, 4];
         // node 5 has no edge; the edges come unsorted
-        let edges = Arc::new(EdgeList::new(6, &rows, &cols, &dev).unwrap());
+        let edges = Arc::new(EdgeList::new(6, &rows, &cols).unwrap());
         for scale in [0.5f32, 4.0] {
             let (q, k, v, probe) = (
                 var(6, 8, 1, scale),
@@ -398,7 +404,7 @@ mod tests {
 
     #[test]
     fn edges_outside_the_graph_are_refused() {
-        let err = EdgeList::new(3, &[0, 3], &[1, 1], &Device::Cpu)
+        let err = EdgeList::new(3, &[0, 3], &[1, 1])
             .err()
             .unwrap()
             .to_string();
