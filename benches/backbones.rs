@@ -12,7 +12,7 @@
 
 #[path = "support/torch.rs"]
 mod torch_support;
-use torch_support::{env_or, python_with, torch_result};
+use torch_support::{env_or, python_with, torch_run};
 
 use darec::config::Config;
 use darec::data::load::load_dataset;
@@ -121,15 +121,9 @@ fn main() -> anyhow::Result<()> {
             .args(["--threads", &threads.to_string()])
             .env_remove("GLIBC_TUNABLES")
             .output()?;
-        if !out.status.success() {
-            eprintln!(
-                "PyTorch {backbone} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let Some((v, ep)) = torch_run(&out, backbone)? else {
             continue;
-        }
-        let (line, v, ep) = torch_result(&out.stdout)?;
-        eprintln!("pytorch {backbone}: {line}");
+        };
         rows.push(Row {
             backbone: backbone.into(),
             implementation: format!("PyTorch {}", v["torch"].as_str().unwrap_or("?")),

@@ -10,7 +10,7 @@
 
 #[path = "support/torch.rs"]
 mod torch_support;
-use torch_support::{env_or, python_with, torch_result};
+use torch_support::{env_or, python_with, torch_run};
 
 use darec::config::Config;
 use darec::data::load::load_dataset;
@@ -100,15 +100,9 @@ fn main() -> anyhow::Result<()> {
                 // PyTorch runs with glibc's default allocator settings, as users run it
                 .env_remove("GLIBC_TUNABLES")
                 .output()?;
-            if !out.status.success() {
-                eprintln!(
-                    "PyTorch run failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+            let Some((v, ep)) = torch_run(&out, &format!("{name} {variant}"))? else {
                 continue;
-            }
-            let (line, v, ep) = torch_result(&out.stdout)?;
-            eprintln!("pytorch {name} {variant}: {line}");
+            };
             rows.push(Row {
                 dataset: name.into(),
                 implementation: format!(

@@ -25,19 +25,31 @@ pub fn python_with(modules: &str) -> Option<String> {
     })
 }
 
-/// The last JSON line a PyTorch script printed, and its `epoch_s` list.
-pub fn torch_result(stdout: &[u8]) -> anyhow::Result<(String, serde_json::Value, Vec<f64>)> {
-    let text = String::from_utf8_lossy(stdout);
+/// The result of a PyTorch script run: `None` (with the failure printed) when it failed,
+/// else its last JSON line (printed as `pytorch <label>: ...`) and that line's `epoch_s`.
+pub fn torch_run(
+    out: &std::process::Output,
+    label: &str,
+) -> anyhow::Result<Option<(serde_json::Value, Vec<f64>)>> {
+    if !out.status.success() {
+        eprintln!(
+            "PyTorch {label} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return Ok(None);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
         .unwrap_or("{}")
         .to_string();
+    eprintln!("pytorch {label}: {line}");
     let v: serde_json::Value = serde_json::from_str(&line)?;
     let epochs = v["epoch_s"]
         .as_array()
         .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
         .unwrap_or_default();
-    Ok((line, v, epochs))
+    Ok(Some((v, epochs)))
 }
