@@ -48,9 +48,10 @@ fn main() -> anyhow::Result<()> {
             )
         };
         let sem = SemanticTables::new(rand(ds.n_users())?, rand(ds.n_items())?)?;
+        // from the config, so PROFILE_SET reaches the alignment's settings too
         let mut acfg = AlignConfig {
             kind,
-            ..Default::default()
+            ..cfg.align.clone()
         };
         acfg.darec.n_hat = n_hat;
         // PROFILE_OFF=or,uni,global,local switches DaRec terms off to time them one by one.
