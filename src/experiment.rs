@@ -4,11 +4,14 @@
 //!
 //! Each run is a child `darec train` process with its own run directory, so runs are
 //! isolated (peak memory is per run), an interrupted grid resumes by skipping finished
-//! runs, and every run can be inspected or re-evaluated on its own.
+//! runs, and every run can be inspected or re-evaluated on its own. Several processes may
+//! work through one grid at once (one per core): a run that another process is training
+//! (its directory's lock, `run_lock.rs`) is skipped and waited for at the end.
 
 use crate::eval::Metrics;
 use crate::report::{mean_std, short};
 use crate::run::{write_atomic, write_json};
+use crate::run_lock::{RunLock, BUSY_EXIT};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -92,17 +95,81 @@ fn read_record(variant: &str, seed: u64, dir: &Path) -> anyhow::Result<RunRecord
     })
 }
 
+/// One run of a grid: the config it starts from, its overrides and its directory.
+#[derive(Clone, Debug)]
+pub struct GridRun {
+    pub base: PathBuf,
+    pub sets: Vec<String>,
+    pub dir: PathBuf,
+}
+
+/// How [`run_child`] left a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Finished (now or before).
+    Finished,
+    /// Another process is training it.
+    Busy,
+}
+
+/// How often a grid looks again at the runs that other processes are training.
+const BUSY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs every run of a grid in order. A run that another process is training is left to
+/// it; once the others are done, the grid waits for those, and trains (or resumes) any
+/// that its holder left unfinished. So `darec compare` (or `darec tune`) started twice on
+/// one grid keeps two cores busy, each run trained once.
+pub fn run_grid(runs: &[GridRun], threads: Option<usize>) -> anyhow::Result<()> {
+    let mut pending: Vec<&GridRun> = runs.iter().collect();
+    while !pending.is_empty() {
+        let mut busy = Vec::new();
+        for r in pending {
+            if run_child(&r.base, &r.sets, &r.dir, threads)? == RunOutcome::Busy {
+                busy.push(r);
+            }
+        }
+        if busy.is_empty() {
+            break;
+        }
+        let names: Vec<String> = busy.iter().map(|r| r.dir.display().to_string()).collect();
+        tracing::info!(
+            "waiting for {} run(s) that another process is training: {}",
+            busy.len(),
+            names.join(", ")
+        );
+        while busy
+            .iter()
+            .map(|r| RunLock::is_busy(&r.dir))
+            .collect::<anyhow::Result<Vec<bool>>>()?
+            .into_iter()
+            .all(|b| b)
+        {
+            std::thread::sleep(BUSY_POLL);
+        }
+        pending = busy;
+    }
+    Ok(())
+}
+
 /// Runs `darec train` in a child process unless `dir` already holds a finished run; a run
-/// interrupted after a validation checkpoint is resumed from it.
+/// interrupted after a validation checkpoint is resumed from it. A run that another
+/// process is training is left alone ([`RunOutcome::Busy`]).
 pub fn run_child(
     base: &Path,
     sets: &[String],
     dir: &Path,
     threads: Option<usize>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<RunOutcome> {
+    if RunLock::is_busy(dir)? {
+        tracing::info!(
+            "{}: another process is training it, skipped for now",
+            dir.display()
+        );
+        return Ok(RunOutcome::Busy);
+    }
     if is_finished(base, sets, dir)? {
         tracing::info!("{}: already finished, skipped", dir.display());
-        return Ok(());
+        return Ok(RunOutcome::Finished);
     }
     let mut exe = std::env::current_exe().context("cannot find the darec executable")?;
     if !exe.exists() {
@@ -131,13 +198,21 @@ pub fn run_child(
         }
     }
     let status = cmd.status().context("cannot start darec train")?;
+    if status.code() == Some(BUSY_EXIT) {
+        // another process took the run between the look above and the child's start
+        tracing::info!(
+            "{}: another process took it first, skipped for now",
+            dir.display()
+        );
+        return Ok(RunOutcome::Busy);
+    }
     if !status.success() {
         bail!(
             "run {} failed ({status}); see the messages above",
             dir.display()
         );
     }
-    Ok(())
+    Ok(RunOutcome::Finished)
 }
 
 /// Whether `dir` holds a finished run (its `metrics.json`), after checking that whatever
@@ -241,25 +316,32 @@ pub fn compare(
         crate::config::Config::load(Some(variant_base(cfg, v)), &variant_sets(cfg, extra, v))
             .with_context(|| format!("compare: variant {:?}", v.name))?;
     }
-    let mut records = Vec::new();
-    let mut missing = Vec::new();
+    let mut runs = Vec::new();
     for v in &cfg.variants {
-        let base = variant_base(cfg, v);
         for &seed in v.seeds.as_ref().unwrap_or(&cfg.seeds) {
-            let dir = out.join(format!("{}-s{seed}", slug(&v.name)));
             let mut sets = variant_sets(cfg, extra, v);
             sets.push(format!("train.seed={seed}"));
             sets.push("train.progress=false".into());
-            if table_only {
-                if !is_finished(base, &sets, &dir)? {
-                    missing.push(format!("{} seed {seed}", v.name));
-                    continue;
-                }
-            } else {
-                run_child(base, &sets, &dir, threads)?;
-            }
-            records.push(read_record(&v.name, seed, &dir)?);
+            let run = GridRun {
+                base: variant_base(cfg, v).to_path_buf(),
+                sets,
+                dir: out.join(format!("{}-s{seed}", slug(&v.name))),
+            };
+            runs.push((v.name.as_str(), seed, run));
         }
+    }
+    if !table_only {
+        let grid: Vec<GridRun> = runs.iter().map(|r| r.2.clone()).collect();
+        run_grid(&grid, threads)?;
+    }
+    let mut records = Vec::new();
+    let mut missing = Vec::new();
+    for (name, seed, run) in &runs {
+        if table_only && !is_finished(&run.base, &run.sets, &run.dir)? {
+            missing.push(format!("{name} seed {seed}"));
+            continue;
+        }
+        records.push(read_record(name, *seed, &run.dir)?);
     }
     let reference = cfg
         .reference
@@ -554,12 +636,19 @@ pub fn tune(
     threads: Option<usize>,
 ) -> anyhow::Result<String> {
     let points = cfg.trials()?;
+    let runs: Vec<GridRun> = points
+        .iter()
+        .map(|p| GridRun {
+            base: cfg.base.clone(),
+            sets: trial_sets(cfg, extra, p),
+            // named by its setting, so an edited grid never mistakes one trial for another
+            dir: out.join(format!("trial-{}", trial_slug(p))),
+        })
+        .collect();
+    run_grid(&runs, threads)?;
     let mut rows = Vec::new();
-    for (i, p) in points.iter().enumerate() {
-        // named by its setting, so an edited grid never mistakes one trial for another
-        let dir = out.join(format!("trial-{}", trial_slug(p)));
-        let sets = trial_sets(cfg, extra, p);
-        run_child(&cfg.base, &sets, &dir, threads)?;
+    for (i, (p, run)) in points.iter().zip(&runs).enumerate() {
+        let dir = run.dir.clone();
         let r = read_record(&format!("trial-{i}"), cfg.seed, &dir)?;
         let score = r
             .valid

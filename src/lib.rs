@@ -22,6 +22,7 @@ pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod run_lock;
 pub mod serve;
 pub mod step;
 pub mod text;

@@ -4,8 +4,10 @@
 //! JSON object per evaluation), `metrics.json` and `metrics.md` (final results),
 //! `model.safetensors` and `users.json`/`items.json` (internal -> external ids). Every
 //! file except the append-only log is written to a temporary name and renamed into place,
-//! so an interrupted run never leaves a half-written model or result.
+//! so an interrupted run never leaves a half-written model or result. A process that
+//! writes a run directory holds its lock (`run_lock.rs`) for as long as it writes.
 
+use crate::run_lock::{RunLock, LOCK_FILE};
 use anyhow::Context;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
@@ -49,6 +51,8 @@ pub struct RunDir {
     pub path: PathBuf,
     log: Option<File>,
     resume: bool,
+    /// Held while this process writes the directory (`None` for a read-only one).
+    _lock: Option<RunLock>,
 }
 
 impl RunDir {
@@ -57,12 +61,18 @@ impl RunDir {
     /// deletes it first, so a directory never holds files of two runs. A directory that
     /// holds anything else is refused even then.
     pub fn create(path: &Path, overwrite: bool) -> anyhow::Result<Self> {
+        // a directory that is not a run is refused before a lock file is put into it
+        if let Occupancy::Other(name) = occupancy(path)? {
+            anyhow::bail!(
+                "{} is not empty and is not a run directory (it holds `{name}`): choose another \
+                 --out",
+                path.display()
+            );
+        }
+        let lock = RunLock::acquire(path)?;
         match occupancy(path)? {
             Occupancy::Free => {}
-            Occupancy::Run if overwrite => {
-                std::fs::remove_dir_all(path)
-                    .with_context(|| format!("{}: cannot clear for --overwrite", path.display()))?;
-            }
+            Occupancy::Run if overwrite => clear_keeping_lock(path)?,
             Occupancy::Run => anyhow::bail!(
                 "{} already holds a run: continue it with `darec train --resume {}`, delete it \
                  and train anew with --overwrite, or choose another --out",
@@ -89,6 +99,7 @@ impl RunDir {
             path: path.to_path_buf(),
             log: Some(log),
             resume: false,
+            _lock: Some(lock),
         })
     }
 
@@ -101,6 +112,7 @@ impl RunDir {
             path: path.to_path_buf(),
             log: None,
             resume: false,
+            _lock: None,
         })
     }
 
@@ -115,6 +127,7 @@ impl RunDir {
         if !path.join("config.toml").exists() {
             anyhow::bail!("{}: not a run directory (no config.toml)", path.display());
         }
+        let lock = RunLock::acquire(path)?;
         remove_stale_temporaries(path);
         let log_path = path.join("metrics.jsonl");
         trim_log(&log_path, checkpoint_epoch(path))?;
@@ -127,6 +140,7 @@ impl RunDir {
             path: path.to_path_buf(),
             log: Some(log),
             resume: true,
+            _lock: Some(lock),
         })
     }
 
@@ -176,11 +190,30 @@ fn occupancy(path: &Path) -> anyhow::Result<Occupancy> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let empty_log = name == "metrics.jsonl" && entry.metadata().is_ok_and(|m| m.len() == 0);
-        if !(empty_log || is_temporary(&name)) {
+        if !(empty_log || is_temporary(&name) || name == LOCK_FILE) {
             return Ok(Occupancy::Other(name));
         }
     }
     Ok(Occupancy::Free)
+}
+
+/// Deletes everything in `dir` but its lock file (`--overwrite`: the lock stays held).
+fn clear_keeping_lock(dir: &Path) -> anyhow::Result<()> {
+    let cannot = || format!("{}: cannot clear for --overwrite", dir.display());
+    for entry in std::fs::read_dir(dir).with_context(cannot)? {
+        let entry = entry.with_context(cannot)?;
+        if entry.file_name() == LOCK_FILE {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type().with_context(cannot)?.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("{}: cannot remove for --overwrite", path.display()))?;
+    }
+    Ok(())
 }
 
 /// `.<name>.tmp<pid>` of [`write_atomic`], `.<name>.tmp` of checkpoint tensors.

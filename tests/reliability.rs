@@ -357,11 +357,212 @@ fn a_resumed_run_drops_temporaries_and_logs_each_validation_once() {
     assert_eq!(epochs.iter().filter(|e| e.0 == "test").count(), 1);
 }
 
+/// A run config file of the small run (for the `darec` processes below).
+fn small_run_file(dir: &Path, data: &Path, extra: &[&str]) -> PathBuf {
+    let mut set = small_run(data);
+    set.extend(extra.iter().map(|s| s.to_string()));
+    let cfg = Config::load(None, &set).unwrap();
+    let p = dir.join("run.toml");
+    std::fs::write(&p, cfg.to_toml()).unwrap();
+    p
+}
+
+/// A directory that another process is writing is refused, by `darec train` with the
+/// holder's pid and exit status 75 and by a resume, and nothing is written into it; once
+/// the holder ends, both work.
+#[test]
+fn a_run_directory_in_use_is_refused_until_its_writer_ends() {
+    let dir = tmpdir("inuse");
+    let data = clustered::write_clustered(&dir, 2, true);
+    let config = small_run_file(&dir, &data, &["train.max_epochs=3"]);
+    let run = dir.join("run");
+    let held = darec::run_lock::RunLock::acquire(&run).unwrap();
+    let out = darec_cmd()
+        .arg("train")
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(darec::run_lock::BUSY_EXIT), "{err}");
+    assert!(
+        err.contains("in use by another darec process")
+            && err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    assert!(!run.join("config.toml").exists(), "nothing written");
+    drop(held);
+    let ok = darec_cmd()
+        .arg("train")
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // a finished run's lock is free; a resume of a held run is refused too
+    let held = darec::run_lock::RunLock::acquire(&run).unwrap();
+    let e = error_text(resume_run(&run));
+    assert!(e.contains("in use by another darec process"), "{e}");
+    drop(held);
+}
+
+/// The `[[variant]]`s of a small comparison on `config`: 2 variants x 2 seeds.
+fn small_compare(dir: &Path, config: &Path) -> PathBuf {
+    let p = dir.join("compare.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "base = \"{}\"\nseeds = [1, 2]\n\n[[variant]]\nname = \"A\"\n\n\
+             [[variant]]\nname = \"B\"\nset = [\"model.layers=1\"]\n",
+            config.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// Lines of a grid process's log that start a run (`training <dir>` or `resuming <dir>`).
+fn started_runs(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter_map(|l| {
+            l.split_once(": training ")
+                .or_else(|| l.split_once(": resuming "))
+                .map(|(_, d)| d.trim().to_string())
+        })
+        .collect()
+}
+
+/// Two `darec compare` processes on one grid share its runs out: both succeed, every run
+/// is trained by exactly one of them, and both write the same table.
+#[test]
+fn two_compares_on_one_grid_train_each_run_once() {
+    let dir = tmpdir("twocompare");
+    let data = clustered::write_clustered(&dir, 2, true);
+    let config = small_run_file(&dir, &data, &["train.max_epochs=6"]);
+    let compare = small_compare(&dir, &config);
+    let out = dir.join("grid");
+    let start = || {
+        darec_cmd_logging("info")
+            .args(["compare", "--config"])
+            .arg(&compare)
+            .arg("--out")
+            .arg(&out)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // both may reach for the same run at the same moment: one child then finds it locked
+    // and hands it back ("took it first"), so starts less hand-backs are the runs trained
+    let mut started = started_runs(&a.stderr);
+    started.extend(started_runs(&b.stderr));
+    let handed_back = [&a, &b]
+        .iter()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .matches("took it first")
+                .count()
+        })
+        .sum::<usize>();
+    assert_eq!(started.len() - handed_back, 4, "{started:?}");
+    started.sort();
+    started.dedup();
+    let mut want: Vec<String> = ["a-s1", "a-s2", "b-s1", "b-s2"]
+        .iter()
+        .map(|r| out.join(r).display().to_string())
+        .collect();
+    want.sort();
+    assert_eq!(started, want, "every run started");
+    // one run per directory: each validation logged once, one test line
+    for r in &want {
+        let log = std::fs::read_to_string(Path::new(r).join("metrics.jsonl")).unwrap();
+        let valid = log.lines().filter(|l| l.contains("\"valid\"")).count();
+        assert_eq!(valid, 2, "{r}: {log}");
+        assert_eq!(log.lines().filter(|l| l.contains("\"test\"")).count(), 1);
+    }
+    // (the children's own results go to the same stdout before it)
+    let table = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    for o in [&a, &b] {
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(&table),
+            "the same table from both"
+        );
+    }
+}
+
+/// A grid skips a run that another process holds, trains the rest, then waits; when the
+/// holder ends without finishing it, the grid trains it itself.
+#[test]
+fn a_grid_waits_for_a_held_run_and_takes_it_over_when_left_unfinished() {
+    let dir = tmpdir("heldgrid");
+    let data = clustered::write_clustered(&dir, 2, true);
+    let config = small_run_file(&dir, &data, &["train.max_epochs=3"]);
+    let compare = small_compare(&dir, &config);
+    let out = dir.join("grid");
+    let held_dir = out.join("a-s1");
+    let held = darec::run_lock::RunLock::acquire(&held_dir).unwrap();
+    let mut child = darec_cmd_logging("info")
+        .args(["compare", "--config"])
+        .arg(&compare)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let others = ["a-s2", "b-s1", "b-s2"].map(|r| out.join(r).join("metrics.json"));
+    let t0 = std::time::Instant::now();
+    while !others.iter().all(|p| p.exists()) {
+        assert!(
+            t0.elapsed().as_secs() < 300,
+            "the other runs did not finish"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the grid ended early");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the grid waits for the held run"
+    );
+    assert!(
+        !held_dir.join("config.toml").exists(),
+        "the held run is untouched"
+    );
+    drop(held);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("waiting for 1 run(s)"), "{err}");
+    assert!(
+        held_dir.join("metrics.json").exists(),
+        "taken over and finished"
+    );
+}
+
 // ------------------------------------------------------------------ kills
 
 fn darec_cmd() -> Command {
+    darec_cmd_logging("warn")
+}
+
+fn darec_cmd_logging(level: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_darec"));
-    c.args(["--threads", "1", "--log", "warn"]);
+    c.args(["--threads", "1", "--log", level]);
     c.env_remove("DAREC_FAULT_KILL_AT")
         .env_remove("DAREC_FAULT_TRACE");
     c

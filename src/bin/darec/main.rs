@@ -199,7 +199,9 @@ fn main() {
         .init();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        // a grid's parent process comes back to a busy run later instead of failing
+        let busy = darec::run_lock::is_busy_error(&e);
+        std::process::exit(if busy { darec::run_lock::BUSY_EXIT } else { 1 });
     }
 }
 
