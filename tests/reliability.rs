@@ -377,14 +377,7 @@ fn a_run_directory_in_use_is_refused_until_its_writer_ends() {
     let config = small_run_file(&dir, &data, &["train.max_epochs=3"]);
     let run = dir.join("run");
     let held = darec::run_lock::RunLock::acquire(&run).unwrap();
-    let out = darec_cmd()
-        .arg("train")
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
+    let out = train_cmd(&config, &run).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(darec::run_lock::BUSY_EXIT), "{err}");
     assert!(
@@ -394,14 +387,7 @@ fn a_run_directory_in_use_is_refused_until_its_writer_ends() {
     );
     assert!(!run.join("config.toml").exists(), "nothing written");
     drop(held);
-    let ok = darec_cmd()
-        .arg("train")
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(&run)
-        .output()
-        .unwrap();
+    let ok = train_cmd(&config, &run).output().unwrap();
     assert!(
         ok.status.success(),
         "{}",
@@ -560,6 +546,17 @@ fn darec_cmd() -> Command {
     darec_cmd_logging("warn")
 }
 
+/// `darec train --config <config> --out <run>`.
+fn train_cmd(config: &Path, run: &Path) -> Command {
+    let mut c = darec_cmd();
+    c.arg("train")
+        .arg("--config")
+        .arg(config)
+        .arg("--out")
+        .arg(run);
+    c
+}
+
 fn darec_cmd_logging(level: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_darec"));
     c.args(["--threads", "1", "--log", level]);
@@ -648,13 +645,8 @@ fn runs_killed_at_every_write_resume_bit_identical() {
     // the uninterrupted run, and the kill points it passes
     let straight = dir.join("straight");
     let trace = dir.join("trace.txt");
-    let out = darec_cmd()
+    let out = train_cmd(&config, &straight)
         .env("DAREC_FAULT_TRACE", &trace)
-        .arg("train")
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(&straight)
         .output()
         .unwrap();
     assert!(

@@ -129,37 +129,29 @@ pub fn lane_sum(x: &[f32]) -> f64 {
 /// its order and does not vectorise).
 #[inline(always)]
 pub fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
+    lane_sum_of(a, b, |x, y| x * y)
 }
 
 /// Squared Euclidean distance in eight independent lanes (vectorisable, as [`lane_dot`]).
 #[inline(always)]
 pub fn lane_sq_dist(a: &[f32], b: &[f32]) -> f32 {
+    lane_sum_of(a, b, |x, y| (x - y) * (x - y))
+}
+
+/// `sum_i f(a_i, b_i)` in eight independent lanes.
+#[inline(always)]
+fn lane_sum_of(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| (x - y) * (x - y))
+        .map(|(&x, &y)| f(x, y))
         .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
-            let t = x[i] - y[i];
-            acc[i] += t * t;
+            acc[i] += f(x[i], y[i]);
         }
     }
     acc.iter().sum::<f32>() + tail
