@@ -66,13 +66,23 @@ impl Alignment for RlmrecCon {
         let anc = l2_normalize(&nodes.index_select(&idx, 0)?)?;
         let anc_prf = users_prf.index_select(&idx, 0)?;
         let user_term = info_nce_weighted(&anc, &anc_prf, &users_prf, tau, Some(counts), None)?;
-        // as RLMRec: project every item once per step, then gather the batch's rows
-        let items_prf = self.mlp.forward(&self.sem.items)?;
+        // RLMRec projects every item each step and gathers the batch's rows; the item terms
+        // read no other row (their candidates are in-batch), so only the batch's distinct
+        // items are projected, once for both terms: the same loss and gradients at a
+        // fraction of the MLP's cost when there are many items.
+        let (batch_items, _) = distinct_with_counts(&[&b.pos[..], &b.neg[..]].concat());
+        let rows = Tensor::from_slice(&batch_items, batch_items.len(), dev)?;
+        let items_prf = self.mlp.forward(&self.sem.items.index_select(&rows, 0)?)?;
         let off = input.n_users as u32;
-        let item_term = |batch_items: &[u32]| -> Result<Tensor> {
-            let (items, counts) = distinct_with_counts(batch_items);
+        let item_term = |batch_items_here: &[u32]| -> Result<Tensor> {
+            let (items, counts) = distinct_with_counts(batch_items_here);
             let node_ids: Vec<u32> = items.iter().map(|i| i + off).collect();
-            let idx = Tensor::from_slice(&items, items.len(), dev)?;
+            // rows of `items_prf`: positions in the sorted `batch_items`
+            let local: Vec<u32> = items
+                .iter()
+                .map(|i| batch_items.binary_search(i).expect("a batch item") as u32)
+                .collect();
+            let idx = Tensor::from_slice(&local, local.len(), dev)?;
             let node_idx = Tensor::from_slice(&node_ids, node_ids.len(), dev)?;
             let e = l2_normalize(&nodes.index_select(&node_idx, 0)?)?;
             let prf = l2_normalize(&items_prf.index_select(&idx, 0)?)?;
@@ -142,20 +152,15 @@ mod tests {
             n_users,
             batch: &batch,
         };
-        let got = con.losses(&input, &mut rng).unwrap()[0]
-            .value
-            .to_scalar::<f32>()
-            .unwrap();
-        // RLMRec as written: every batch row, all users / all batch items as candidates
+        let got_t = con.losses(&input, &mut rng).unwrap()[0].value.clone();
+        // RLMRec as written: every batch row, every item projected, all users / all batch
+        // items as candidates
         let tau = cfg.tau;
         let users_prf = l2_normalize(&con.mlp.forward(&sem.users).unwrap()).unwrap();
         let items_prf = con.mlp.forward(&sem.items).unwrap();
         let anc = l2_normalize(&nodes.index_select(&batch.user_nodes, 0).unwrap()).unwrap();
         let anc_prf = users_prf.index_select(&batch.user_nodes, 0).unwrap();
-        let mut want = info_nce_reference(&anc, &anc_prf, &users_prf, tau)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let mut want_t = info_nce_reference(&anc, &anc_prf, &users_prf, tau).unwrap();
         for (node_idx, items) in [
             (&batch.pos_nodes, &batch.pos),
             (&batch.neg_nodes, &batch.neg),
@@ -163,15 +168,25 @@ mod tests {
             let idx = Tensor::from_slice(items, items.len(), &dev).unwrap();
             let e = l2_normalize(&nodes.index_select(node_idx, 0).unwrap()).unwrap();
             let prf = l2_normalize(&items_prf.index_select(&idx, 0).unwrap()).unwrap();
-            want += info_nce_reference(&e, &prf, &prf, tau)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            want_t = (want_t + info_nce_reference(&e, &prf, &prf, tau).unwrap()).unwrap();
         }
-        let want = want * (cfg.kd_weight / triples.len() as f64) as f32;
+        let want_t = (want_t * (cfg.kd_weight / triples.len() as f64)).unwrap();
+        let (got, want) = (
+            got_t.to_scalar::<f32>().unwrap(),
+            want_t.to_scalar::<f32>().unwrap(),
+        );
         assert!(
             (got - want).abs() < 1e-6 * (1.0 + want.abs()),
             "{got} vs {want}"
         );
+        // the same gradients for the MLP, which projects only the batch's items here
+        let (g_got, g_want) = (got_t.backward().unwrap(), want_t.backward().unwrap());
+        for (name, var) in con.params() {
+            let (a, b) = (g_got.get(&var).unwrap(), g_want.get(&var).unwrap());
+            let diff = crate::ops::max_abs_diff(a, b);
+            let scale = crate::ops::max_abs_diff(b, &b.zeros_like().unwrap());
+            assert!(scale > 0.0, "{name}: no gradient");
+            assert!(diff <= 1e-5 * scale, "{name}: {diff} (scale {scale})");
+        }
     }
 }
