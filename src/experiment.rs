@@ -124,7 +124,7 @@ pub fn run_grid(runs: &[GridRun], threads: Option<usize>) -> anyhow::Result<()> 
     while !pending.is_empty() {
         let mut busy = Vec::new();
         for r in pending {
-            if run_child(&r.base, &r.sets, &r.dir, threads)? == RunOutcome::Busy {
+            if run_child(r, threads)? == RunOutcome::Busy {
                 busy.push(r);
             }
         }
@@ -154,12 +154,8 @@ pub fn run_grid(runs: &[GridRun], threads: Option<usize>) -> anyhow::Result<()> 
 /// Runs `darec train` in a child process unless `dir` already holds a finished run; a run
 /// interrupted after a validation checkpoint is resumed from it. A run that another
 /// process is training is left alone ([`RunOutcome::Busy`]).
-pub fn run_child(
-    base: &Path,
-    sets: &[String],
-    dir: &Path,
-    threads: Option<usize>,
-) -> anyhow::Result<RunOutcome> {
+pub fn run_child(run: &GridRun, threads: Option<usize>) -> anyhow::Result<RunOutcome> {
+    let (base, sets, dir) = (run.base.as_path(), &run.sets, run.dir.as_path());
     if RunLock::is_busy(dir)? {
         tracing::info!(
             "{}: another process is training it, skipped for now",
