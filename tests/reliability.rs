@@ -415,6 +415,16 @@ fn small_compare(dir: &Path, config: &Path) -> PathBuf {
     p
 }
 
+/// `darec compare --config <compare> --out <out>`, logging which runs it starts.
+fn compare_cmd(compare: &Path, out: &Path) -> Command {
+    let mut c = darec_cmd_logging("info");
+    c.args(["compare", "--config"])
+        .arg(compare)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
 /// Lines of a grid process's log that start a run (`training <dir>` or `resuming <dir>`).
 fn started_runs(stderr: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stderr)
@@ -437,11 +447,7 @@ fn two_compares_on_one_grid_train_each_run_once() {
     let compare = small_compare(&dir, &config);
     let out = dir.join("grid");
     let start = || {
-        darec_cmd_logging("info")
-            .args(["compare", "--config"])
-            .arg(&compare)
-            .arg("--out")
-            .arg(&out)
+        compare_cmd(&compare, &out)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -501,11 +507,7 @@ fn a_grid_waits_for_a_held_run_and_takes_it_over_when_left_unfinished() {
     let out = dir.join("grid");
     let held_dir = out.join("a-s1");
     let held = darec::run_lock::RunLock::acquire(&held_dir).unwrap();
-    let mut child = darec_cmd_logging("info")
-        .args(["compare", "--config"])
-        .arg(&compare)
-        .arg("--out")
-        .arg(&out)
+    let mut child = compare_cmd(&compare, &out)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
