@@ -4,7 +4,8 @@
 //! `cargo run --release --example shared_space_stats -- runs/<darec run>`
 use darec::config::Config;
 use darec::data::load::load_dataset;
-use darec::ops::similarity::{gram_mse, l2_normalize};
+use darec::ops::rowwise::l2_normalize;
+use darec::ops::similarity::gram_mse;
 use darec::rng::Rng;
 
 fn main() -> anyhow::Result<()> {

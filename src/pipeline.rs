@@ -234,7 +234,7 @@ pub fn map_run(
         )
     })?;
     let host = |t: &candle_core::Tensor| -> anyhow::Result<(Vec<f32>, usize)> {
-        let t = crate::ops::similarity::l2_normalize(t)?;
+        let t = crate::ops::rowwise::l2_normalize(t)?;
         Ok((t.flatten_all()?.to_vec1::<f32>()?, t.dim(1)?))
     };
     let (xc, dc) = host(&sh_c)?;

@@ -9,11 +9,12 @@ use clustered::write_clustered;
 use gradients::assert_every_param_has_a_gradient;
 
 use candle_core::{Device, Tensor, Var};
-use darec::align::darec::mean_cos2;
 use darec::align::{AlignKind, SemanticTables};
 use darec::config::Config;
 use darec::data::load::load_dataset;
-use darec::ops::similarity::{gram_mse, info_nce, l2_normalize, uniformity};
+use darec::ops::rowwise::l2_normalize;
+use darec::ops::rowwise::mean_cos_sq;
+use darec::ops::similarity::{gram_mse, info_nce, uniformity};
 use darec::rng::Rng;
 use darec::step::Batch;
 use darec::train::Model;
@@ -79,7 +80,7 @@ fn every_loss_term_matches_finite_differences() {
         info_nce(&l2_normalize(&other).unwrap(), &n, &n, 0.5).unwrap()
     });
     // DaRec: orthogonality, uniformity, global structure
-    check_fd((6, 3), 3, &|x| mean_cos2(x, &other).unwrap());
+    check_fd((6, 3), 3, &|x| mean_cos_sq(x, &other).unwrap());
     check_fd((6, 3), 4, &|x| {
         uniformity(&l2_normalize(x).unwrap(), 2.0).unwrap()
     });

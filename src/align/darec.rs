@@ -21,7 +21,9 @@ use super::kmeans::kmeans;
 use super::mlp::{Head, Linear, Mlp};
 use super::rlmrec_con::{ConConfig, RlmrecCon};
 use super::{AlignContext, AlignInput, Alignment, SemanticTables};
-use crate::ops::similarity::{gram_mse_identity, l2_normalize, uniformity, variance_floor};
+use crate::ops::gram_identity::gram_mse_identity;
+use crate::ops::rowwise::{centre, l2_normalize, mean_cos_sq};
+use crate::ops::similarity::{uniformity, variance_floor};
 use crate::rng::Rng;
 use crate::step::LossTerm;
 use candle_core::{Result, Tensor, Var};
@@ -232,19 +234,6 @@ impl Darec {
     }
 }
 
-/// `x` minus its mean row.
-pub fn centre(x: &Tensor) -> Result<Tensor> {
-    x.broadcast_sub(&x.mean_keepdim(0)?)
-}
-
-/// Mean over rows of `cos(a_i, b_i)^2`.
-pub fn mean_cos2(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    (l2_normalize(a)? * l2_normalize(b)?)?
-        .sum(1)?
-        .sqr()?
-        .mean_all()
-}
-
 /// Centres of the clusters (member means) as a differentiable function of `x` (`[n, d]`).
 fn centres(x: &Tensor, assign: &[usize], k: usize) -> Result<Tensor> {
     let n = assign.len();
@@ -382,7 +371,7 @@ impl Alignment for Darec {
             let sp_c = self.c_specific.forward(&e_c)?;
             let sp_l = self.l_specific.forward(&e_l)?;
             if cfg.use_or {
-                let l = (mean_cos2(&sp_c, &sh_c)? + mean_cos2(&sp_l, &sh_l)?)?;
+                let l = (mean_cos_sq(&sp_c, &sh_c)? + mean_cos_sq(&sp_l, &sh_l)?)?;
                 terms.push(LossTerm::new("or", (l * (w * cfg.w_or))?));
             }
             if cfg.use_uni {
@@ -493,15 +482,6 @@ impl Alignment for Darec {
 mod tests {
     use super::*;
     use candle_core::Device;
-
-    #[test]
-    fn mean_cos2_by_hand() {
-        let dev = Device::Cpu;
-        // rows: (1,0)·(1,1)/sqrt2 -> cos 0.7071, squared 0.5 ; (0,2)·(3,0) -> 0 ; mean 0.25
-        let a = Tensor::new(&[[1f32, 0.], [0., 2.]], &dev).unwrap();
-        let b = Tensor::new(&[[1f32, 1.], [3., 0.]], &dev).unwrap();
-        assert!((mean_cos2(&a, &b).unwrap().to_scalar::<f32>().unwrap() - 0.25).abs() < 1e-6);
-    }
 
     #[test]
     fn local_alignment_is_zero_for_identical_clusters_and_positive_otherwise() {

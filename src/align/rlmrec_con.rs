@@ -6,7 +6,8 @@
 
 use super::mlp::Mlp;
 use super::{AlignContext, AlignInput, Alignment, SemanticTables};
-use crate::ops::similarity::{info_nce_weighted, l2_normalize};
+use crate::ops::rowwise::l2_normalize;
+use crate::ops::similarity::info_nce_weighted;
 use crate::rng::Rng;
 use crate::step::{distinct_with_counts, LossTerm};
 use candle_core::{Result, Tensor, Var};

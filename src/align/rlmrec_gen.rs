@@ -7,7 +7,8 @@
 
 use super::mlp::Mlp;
 use super::{AlignContext, AlignInput, Alignment, SemanticTables};
-use crate::ops::similarity::{info_nce, l2_normalize};
+use crate::ops::rowwise::l2_normalize;
+use crate::ops::similarity::info_nce;
 use crate::rng::Rng;
 use crate::step::LossTerm;
 use candle_core::{DType, Result, Tensor, Var};

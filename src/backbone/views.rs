@@ -5,7 +5,8 @@
 //! candidates; summed over the batch rows as drawn, divided by the batch size, times
 //! `cl_weight`.
 
-use crate::ops::similarity::{info_nce_weighted, l2_normalize};
+use crate::ops::rowwise::l2_normalize;
+use crate::ops::similarity::info_nce_weighted;
 use crate::rng::Rng;
 use crate::step::{distinct_with_counts, Batch, LossTerm};
 use candle_core::{Result, Tensor};

@@ -2,7 +2,7 @@
 //! as one candle op with a hand-written backward:
 //! `y_h = sum_{t in N(h)} w_ht e_t`, `w_ht = a_ht / S_h`, `a_ht = (cos(x_h, x_t) + 1) / 2`,
 //! `S_h = sum_t a_ht`, with `cos` taken on rows scaled by `1 / sqrt(1e-8 + |x|^2)` (as
-//! [`super::similarity::l2_normalize`]) and `S_h` clamped at `1e-12` (a row whose weights
+//! [`super::rowwise::l2_normalize`]) and `S_h` clamped at `1e-12` (a row whose weights
 //! are all zero gets no message). Both `x` and `e` receive gradients.
 //!
 //! Built from plain candle ops ([`adaptive_message_reference`]) the message gathered the
@@ -86,7 +86,7 @@ pub fn adaptive_message_reference(x: &Tensor, e: &Tensor, index: &EdgeIndex) -> 
     let m = index.heads.len();
     let heads = Tensor::from_slice(&index.heads, m, dev)?;
     let tails = Tensor::from_slice(&index.csr.indices, m, dev)?;
-    let xn = super::similarity::l2_normalize(x)?;
+    let xn = super::rowwise::l2_normalize(x)?;
     let alpha = ((xn.index_select(&heads, 0)? * xn.index_select(&tails, 0)?)?.sum(D::Minus1)?
         + 1.0)?
         .affine(0.5, 0.0)?;

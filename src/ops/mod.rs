@@ -8,8 +8,10 @@ pub mod bpr;
 pub mod dense;
 pub mod edge_attention;
 pub mod fastmath;
+pub mod gram_identity;
 pub mod linear;
 pub mod propagate;
+pub mod rowwise;
 pub mod similarity;
 #[cfg(test)]
 pub(crate) mod testing;

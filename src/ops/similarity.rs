@@ -16,7 +16,7 @@
 
 use super::dense::{a_b_into, a_bt_into, at_b_into};
 use super::fastmath::{exp_shifted_in_place, fast_exp, lane_sum, vectorized};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
@@ -359,28 +359,6 @@ pub fn gram_mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.contiguous()?.apply_op2(&b.contiguous()?, op)
 }
 
-/// `mean((A A^T - B B^T)^2)` through the identity
-/// `||A A^T - B B^T||_F^2 = ||A^T A||_F^2 - 2 ||A^T B||_F^2 + ||B^T B||_F^2`: three
-/// `d x d` products, `O(n d^2)` instead of `O(n^2 d)`, the same value to rounding, so the
-/// global structure of every user and item fits in one step (issue 13, item 8). The small
-/// products are squared and summed in f64 (the three terms are of order `n^2 / d` and
-/// their difference can be far smaller). Gradients by candle's autograd.
-pub fn gram_mse_identity(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let n = a.dim(0)?;
-    if b.dim(0)? != n {
-        candle_core::bail!("gram_mse_identity: {n} rows against {}", b.dim(0)?);
-    }
-    let sq = |x: &Tensor, y: &Tensor| -> Result<Tensor> {
-        x.t()?
-            .matmul(y)?
-            .to_dtype(candle_core::DType::F64)?
-            .sqr()?
-            .sum_all()
-    };
-    let total = ((sq(a, a)? + sq(b, b)?)? - (sq(a, b)? * 2.0)?)?;
-    (total / (n as f64 * n as f64).max(1.0))?.to_dtype(a.dtype())
-}
-
 pub fn gram_mse_reference(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let sa = a.matmul(&a.t()?)?;
     let sb = b.matmul(&b.t()?)?;
@@ -634,14 +612,9 @@ impl CustomOp1 for Uniformity {
 /// (`[n, d]`). Zero while every dimension spreads at least `gamma`; it rises as the rows
 /// collapse onto one point (issue 13, item 3). Plain candle ops, gradients by autograd.
 pub fn variance_floor(x: &Tensor, gamma: f64) -> Result<Tensor> {
-    let centred = x.broadcast_sub(&x.mean_keepdim(0)?)?;
+    let centred = super::rowwise::centre(x)?;
     let std = (centred.sqr()?.mean(0)? + 1e-4)?.sqrt()?;
     (std.neg()? + gamma)?.relu()?.mean_all()
-}
-
-/// Rows scaled to unit L2 norm (`x / sqrt(eps + |x|^2)`, RLMRec's form).
-pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
-    x.broadcast_div(&(x.sqr()?.sum_keepdim(D::Minus1)? + 1e-8)?.sqrt()?)
 }
 
 #[cfg(test)]
@@ -859,31 +832,6 @@ mod tests {
         let a1 = Tensor::new(&[[1f32, 0.], [0., 1.]], &dev).unwrap();
         let b1 = Tensor::new(&[[1f32, 0.], [1., 0.]], &dev).unwrap();
         assert!((gram_mse(&a1, &b1).unwrap().to_scalar::<f32>().unwrap() - 0.5).abs() < 1e-6);
-    }
-
-    /// The identity form equals the direct one in value and gradients (widths may differ),
-    /// matches a hand value, and its gradient matches finite differences.
-    #[test]
-    fn gram_mse_identity_matches_direct_form_and_finite_differences() {
-        let (x, y) = (var(300, 4, 3), var(300, 6, 8));
-        let f = gram_mse_identity(x.as_tensor(), y.as_tensor()).unwrap();
-        let r = gram_mse_reference(x.as_tensor(), y.as_tensor()).unwrap();
-        check_against_reference(&[&x, &y], &f, &r);
-        let dev = Device::Cpu;
-        let a1 = Tensor::new(&[[1f32, 0.], [0., 1.]], &dev).unwrap();
-        let b1 = Tensor::new(&[[1f32, 0.], [1., 0.]], &dev).unwrap();
-        let v = gram_mse_identity(&a1, &b1)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!((v - 0.5).abs() < 1e-6, "{v}");
-        let (a, b) = (var(7, 3, 1), var(7, 3, 4));
-        assert_finite_differences(
-            |t| gram_mse_identity(t, b.as_tensor()).unwrap(),
-            &a,
-            &[0, 4, 11, 20],
-            2e-3,
-        );
     }
 
     #[test]

@@ -101,7 +101,7 @@ fn preference_centres(r: &Recommender) -> anyhow::Result<(Option<Vec<usize>>, Ve
     let Some((shared, _)) = model.align.shared_space(&e_c, &nodes)? else {
         return Ok((None, Vec::new()));
     };
-    let shared = crate::ops::similarity::l2_normalize(&shared)?;
+    let shared = crate::ops::rowwise::l2_normalize(&shared)?;
     let ds = shared.dim(1)?;
     let x: Vec<f32> = shared.flatten_all()?.to_vec1()?;
     let k = r.cfg.align.darec.k.max(1);
