@@ -173,6 +173,31 @@ pub fn exp_shifted_in_place(x: &mut [f32], shift: f32) {
     }
 }
 
+/// `x[i] = exp(x[i] - shift)` in place, returning the sum of the new values: one pass, the
+/// same values and the same sum (bit for bit) as [`exp_shifted_in_place`] then
+/// [`lane_sum`].
+#[inline]
+pub fn exp_shifted_sum_in_place(x: &mut [f32], shift: f32) -> f64 {
+    let mut acc = [0f32; 8];
+    let mut chunks = x.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for k in 0..8 {
+            let e = fast_exp(c[k] - shift);
+            c[k] = e;
+            acc[k] += e;
+        }
+    }
+    let rest: f64 = chunks
+        .into_remainder()
+        .iter_mut()
+        .map(|v| {
+            *v = fast_exp(*v - shift);
+            *v as f64
+        })
+        .sum();
+    acc.iter().map(|&v| v as f64).sum::<f64>() + rest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,17 +233,31 @@ mod tests {
             (v, s)
         };
         let base = run(Simd::Baseline);
+        // the fused pass gives the same values and sum as the two passes
+        let fused = |level: Simd| {
+            let mut v = xs.clone();
+            let s = vectorized_at(level, || exp_shifted_sum_in_place(&mut v, 3.5));
+            (v, s)
+        };
         for level in [Simd::Avx2, Simd::Avx512] {
-            let got = run(level);
-            assert_eq!(got.1.to_bits(), base.1.to_bits(), "{level:?} sum");
-            assert!(
-                got.0
-                    .iter()
-                    .zip(&base.0)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "{level:?} exp"
-            );
+            for got in [run(level), fused(level)] {
+                assert_eq!(got.1.to_bits(), base.1.to_bits(), "{level:?} sum");
+                assert!(
+                    got.0
+                        .iter()
+                        .zip(&base.0)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{level:?} exp"
+                );
+            }
         }
+        let got = fused(Simd::Baseline);
+        assert_eq!(got.1.to_bits(), base.1.to_bits(), "fused sum");
+        assert!(got
+            .0
+            .iter()
+            .zip(&base.0)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     #[test]

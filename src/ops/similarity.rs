@@ -15,7 +15,7 @@
 //! Each has a plain-candle reference (`*_reference`), used on non-CPU devices and in tests.
 
 use super::dense::{a_b_into, a_bt_into, at_b_into};
-use super::fastmath::{exp_shifted_in_place, fast_exp, lane_sum, vectorized};
+use super::fastmath::{exp_shifted_sum_in_place, fast_exp, lane_sum, vectorized};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -174,42 +174,39 @@ impl InfoNce {
             (Vec::new(), Vec::new())
         };
         let mut buf = Vec::new();
+        // per block: `E (all)` and the rows of `a` scaled by `w_r / s_r`
+        let (mut e_all, mut a_scaled) = (Vec::new(), Vec::new());
         let mut total = 0f64;
         for (r0, r1) in blocks(b) {
+            let rows = r1 - r0;
             self.logits(a, all, r0, r1, m, d, &mut buf);
-            let lse = row_lse(&mut buf, m, grads);
+            // `buf` now holds `E = exp(logit - row max)`; the softmax is `E_r / s_r`
+            let lse = row_lse(&mut buf, m);
             total += lse
                 .iter()
                 .enumerate()
-                .map(|(i, v)| v * self.row_weight(r0 + i) as f64)
+                .map(|(i, (v, _))| v * self.row_weight(r0 + i) as f64)
                 .sum::<f64>();
             if grads {
-                if self.rows.is_some() {
-                    buf.par_chunks_mut(m).enumerate().for_each(|(i, row)| {
-                        let wr = self.row_weight(r0 + i);
-                        row.iter_mut().for_each(|v| *v *= wr);
-                    });
+                // The row factors `w_r / s_r` scale the small `[rows, d]` matrices on each
+                // side of the two products instead of the `[rows, m]` block:
+                // `dA_r += f_r (E all)_r / tau` and `dAll += E^T (f a) / tau`.
+                let f: Vec<f32> = lse
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, s))| (self.row_weight(r0 + i) as f64 / s) as f32)
+                    .collect();
+                e_all.resize(rows * d, 0.0);
+                a_b_into(&buf, all, rows, d, m, inv_tau, &mut e_all, false);
+                let da_block = &mut da[r0 * d..r1 * d];
+                for ((out, src), fr) in da_block.chunks_mut(d).zip(e_all.chunks(d)).zip(&f) {
+                    out.iter_mut().zip(src).for_each(|(o, v)| *o += fr * v);
                 }
-                a_b_into(
-                    &buf,
-                    all,
-                    r1 - r0,
-                    d,
-                    m,
-                    inv_tau,
-                    &mut da[r0 * d..r1 * d],
-                    true,
-                );
-                at_b_into(
-                    &buf,
-                    &a[r0 * d..r1 * d],
-                    m,
-                    d,
-                    r1 - r0,
-                    inv_tau,
-                    &mut dall,
-                    true,
-                );
+                a_scaled.clear();
+                for (row, fr) in a[r0 * d..r1 * d].chunks(d).zip(&f) {
+                    a_scaled.extend(row.iter().map(|v| fr * v));
+                }
+                at_b_into(&buf, &a_scaled, m, d, rows, inv_tau, &mut dall, true);
             }
         }
         for r in 0..b {
@@ -240,9 +237,9 @@ fn blocks(n: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..n.div_ceil(BLOCK)).map(move |k| (k * BLOCK, ((k + 1) * BLOCK).min(n)))
 }
 
-/// Row-wise log-sum-exp of `logits` (`[rows, m]`); the rows are overwritten with
-/// `exp(logit - max)`, normalised to the softmax when asked.
-fn row_lse(logits: &mut [f32], m: usize, softmax: bool) -> Vec<f64> {
+/// Row-wise log-sum-exp of `logits` (`[rows, m]`) and the row sums `s` of the exponentials;
+/// each row is overwritten with `exp(logit - row max)`, so that its softmax is `row / s`.
+fn row_lse(logits: &mut [f32], m: usize) -> Vec<(f64, f64)> {
     logits
         .par_chunks_mut(m)
         .map(|row| {
@@ -250,13 +247,8 @@ fn row_lse(logits: &mut [f32], m: usize, softmax: bool) -> Vec<f64> {
                 #[inline(always)]
                 || {
                     let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    exp_shifted_in_place(row, mx);
-                    let s = lane_sum(row);
-                    if softmax {
-                        let inv = (1.0 / s) as f32;
-                        row.iter_mut().for_each(|v| *v *= inv);
-                    }
-                    mx as f64 + s.ln()
+                    let s = exp_shifted_sum_in_place(row, mx);
+                    (mx as f64 + s.ln(), s)
                 },
             )
         })
