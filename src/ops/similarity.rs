@@ -15,7 +15,7 @@
 //! Each has a plain-candle reference (`*_reference`), used on non-CPU devices and in tests.
 
 use super::dense::{a_b_into, a_bt_into, at_b_into};
-use super::fastmath::{exp_shifted_sum_in_place, fast_exp, lane_sum, vectorized};
+use super::fastmath::{exp_shifted_sum_in_place, fast_exp, lane_max, lane_sum, vectorized};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -246,7 +246,7 @@ fn row_lse(logits: &mut [f32], m: usize) -> Vec<(f64, f64)> {
             vectorized(
                 #[inline(always)]
                 || {
-                    let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mx = lane_max(row);
                     let s = exp_shifted_sum_in_place(row, mx);
                     (mx as f64 + s.ln(), s)
                 },
