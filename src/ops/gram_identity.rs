@@ -123,7 +123,7 @@ impl CustomOp2 for GramIdentity {
 mod tests {
     use super::*;
     use crate::ops::similarity::gram_mse_reference;
-    use crate::ops::testing::{assert_same_gradients, var};
+    use crate::ops::testing::{assert_finite_differences, assert_same_gradients, var};
     use candle_core::Device;
 
     /// The fused identity equals the direct form and the autograd identity in value and
@@ -157,36 +157,12 @@ mod tests {
             .unwrap();
         assert!((v - 0.5).abs() < 1e-6, "{v}");
         let (a, b) = (var(7, 3, 1, 1.0), var(7, 3, 4, 1.0));
-        let g = gram_mse_identity(a.as_tensor(), b.as_tensor())
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gv = g.get(a.as_tensor()).unwrap().flatten_all().unwrap();
-        let gv = gv.to_vec1::<f32>().unwrap();
-        let x0 = a
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let at = |v: Vec<f32>| {
-            let t = Tensor::from_vec(v, (7, 3), &dev).unwrap();
-            gram_mse_identity(&t, b.as_tensor())
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap() as f64
-        };
-        for k in [0, 4, 11, 20] {
-            let (mut p, mut m) = (x0.clone(), x0.clone());
-            p[k] += 1e-2;
-            m[k] -= 1e-2;
-            let fd = (at(p) - at(m)) / 2e-2;
-            assert!(
-                (fd - gv[k] as f64).abs() < 2e-3,
-                "k={k}: fd {fd} vs {}",
-                gv[k]
-            );
-        }
+        assert_finite_differences(
+            |t| gram_mse_identity(t, b.as_tensor()).unwrap(),
+            &a,
+            &[0, 4, 11, 20],
+            2e-3,
+        );
     }
 
     #[test]

@@ -251,7 +251,7 @@ impl CustomOp2 for MeanCosSq {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::testing::{assert_same_gradients, var};
+    use crate::ops::testing::{assert_finite_differences, assert_same_gradients, var};
     use candle_core::{Device, Var};
 
     /// The fused op and its reference agree in value and gradient under a non-uniform
@@ -326,38 +326,13 @@ mod tests {
         .to_scalar::<f32>()
         .unwrap();
         assert!((h - 0.25).abs() < 1e-6, "{h}");
-        // central differences on a few entries of `a`
         let (a, b) = (var(5, 3, 1, 1.0), var(5, 3, 7, 1.0));
-        let g = mean_cos_sq(a.as_tensor(), b.as_tensor())
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gv = g.get(a.as_tensor()).unwrap().flatten_all().unwrap();
-        let gv = gv.to_vec1::<f32>().unwrap();
-        let x0 = a
-            .as_tensor()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let at = |v: Vec<f32>| {
-            let t = Tensor::from_vec(v, (5, 3), &dev).unwrap();
-            mean_cos_sq(&t, b.as_tensor())
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap() as f64
-        };
-        for k in [0, 4, 8, 14] {
-            let (mut p, mut m) = (x0.clone(), x0.clone());
-            p[k] += 1e-2;
-            m[k] -= 1e-2;
-            let fd = (at(p) - at(m)) / 2e-2;
-            assert!(
-                (fd - gv[k] as f64).abs() < 2e-3,
-                "k={k}: fd {fd} vs {}",
-                gv[k]
-            );
-        }
+        assert_finite_differences(
+            |t| mean_cos_sq(t, b.as_tensor()).unwrap(),
+            &a,
+            &[0, 4, 8, 14],
+            2e-3,
+        );
     }
 
     /// A NaN row gives a NaN value and gradient there, and the op returns.

@@ -612,6 +612,7 @@ pub fn variance_floor(x: &Tensor, gamma: f64) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::testing::assert_finite_differences;
     use candle_core::{Device, Var};
 
     fn var(rows: usize, cols: usize, seed: usize) -> Var {
@@ -628,31 +629,6 @@ mod tests {
         let gf = fused.backward().unwrap();
         let gr = reference.backward().unwrap();
         crate::ops::testing::assert_same_gradients(&gf, &gr, vars, 1e-4);
-    }
-
-    /// The autograd gradient of `f` at `x` matches central finite differences (step 1e-2)
-    /// at the flat entries `ks`, within `tol`.
-    fn assert_finite_differences(f: impl Fn(&Tensor) -> Tensor, x: &Var, ks: &[usize], tol: f64) {
-        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let g = f(x.as_tensor()).backward().unwrap();
-        let gv = flat(g.get(x.as_tensor()).unwrap());
-        let x0 = flat(x.as_tensor());
-        let shape = x.as_tensor().shape().clone();
-        let at = |v: &[f32]| {
-            let t = Tensor::from_vec(v.to_vec(), shape.clone(), &Device::Cpu).unwrap();
-            f(&t).to_scalar::<f32>().unwrap() as f64
-        };
-        for &k in ks {
-            let (mut p, mut m) = (x0.clone(), x0.clone());
-            p[k] += 1e-2;
-            m[k] -= 1e-2;
-            let fd = (at(&p) - at(&m)) / 2e-2;
-            assert!(
-                (fd - gv[k] as f64).abs() < tol,
-                "k={k}: fd {fd} vs {}",
-                gv[k]
-            );
-        }
     }
 
     /// The gradients left by the forward (first backward) and the recomputed ones (a
