@@ -18,12 +18,12 @@ use super::ModelConfig;
 use super::{xavier_matrix, xavier_node_table, Backbone, BuildContext, Mode};
 use crate::data::graph::Csr;
 use crate::ops::adaptive::{adaptive_message, EdgeIndex};
-use crate::ops::rowwise::l2_normalize;
+use crate::ops::rowwise::{l2_normalize, softmax_rows};
 use crate::ops::similarity::info_nce;
 use crate::ops::{propagate, Combine};
 use crate::rng::Rng;
 use crate::step::{Batch, LossTerm};
-use candle_core::{DType, Result, Tensor, Var, D};
+use candle_core::{DType, Result, Tensor, Var};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
@@ -111,7 +111,7 @@ impl Dccf {
         let n = x.dim(0)?;
         let one = |rows: &Tensor, w: &Var| -> Result<Tensor> {
             let w = w.as_tensor();
-            candle_nn::ops::softmax(&rows.matmul(w)?, D::Minus1)?.matmul(&w.t()?)
+            softmax_rows(&rows.matmul(w)?)?.matmul(&w.t()?)
         };
         let users = one(&x.narrow(0, 0, self.n_users)?, &self.user_intent)?;
         let items = one(

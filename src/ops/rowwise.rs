@@ -12,9 +12,13 @@
 //! - [`centre`]: `x_i - mean_j x_j` (issue 13's `centred` view).
 //! - [`mean_cos_sq`]: `mean_i cos(a_i, b_i)^2`, DaRec's orthogonality term between the
 //!   shared and the specific part of each node.
+//! - [`softmax_rows`]: the softmax of each row, DCCF's intent weights `softmax(E W)` over
+//!   128 intents for every node of every layer (candle's `softmax_last_dim` has no
+//!   backward, and the composed form is five ops with broadcasts).
 //!
 //! Each has a plain-candle reference (`*_reference`), used on non-CPU devices and in tests.
 
+use super::fastmath::{exp_shifted_sum_in_place, lane_max, vectorized};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
@@ -147,6 +151,66 @@ impl CustomOp1 for Centre {
         let (_, d) = x.dims2()?;
         let mut g = host(grad)?;
         subtract_mean_row(&mut g, d);
+        Ok(Some(Tensor::from_vec(g, x.shape(), x.device())?))
+    }
+}
+
+// ---------------------------------------------------------------- softmax
+
+/// The softmax of each row of `x` (`[n, k]`).
+pub fn softmax_rows(x: &Tensor) -> Result<Tensor> {
+    if !x.device().is_cpu() || x.rank() != 2 {
+        return softmax_rows_reference(x);
+    }
+    x.contiguous()?.apply_op1(SoftmaxRows)
+}
+
+pub fn softmax_rows_reference(x: &Tensor) -> Result<Tensor> {
+    let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+struct SoftmaxRows;
+
+impl CustomOp1 for SoftmaxRows {
+    fn name(&self) -> &'static str {
+        "softmax-rows"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (_, k) = l.shape().dims2()?;
+        let mut y = super::cpu_slice(s, l, "softmax-rows")?.to_vec();
+        if k > 0 {
+            y.par_chunks_mut(k * ROWS_PER_TASK).for_each(|rows| {
+                for row in rows.chunks_mut(k) {
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            let mx = lane_max(row);
+                            let inv = (1.0 / exp_shifted_sum_in_place(row, mx)) as f32;
+                            row.iter_mut().for_each(|v| *v *= inv);
+                        },
+                    )
+                }
+            });
+        }
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    /// `dx = y (g - g . y)` row by row.
+    fn bwd(&self, x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let (_, k) = x.dims2()?;
+        let (yv, mut g) = (host(y)?, host(grad)?);
+        if k > 0 {
+            g.par_chunks_mut(k * ROWS_PER_TASK)
+                .zip(yv.par_chunks(k * ROWS_PER_TASK))
+                .for_each(|(gs, ys)| {
+                    for (g, y) in gs.chunks_mut(k).zip(ys.chunks(k)) {
+                        let gy = dot(g, y);
+                        g.iter_mut().zip(y).for_each(|(g, y)| *g = y * (*g - gy));
+                    }
+                });
+        }
         Ok(Some(Tensor::from_vec(g, x.shape(), x.device())?))
     }
 }
@@ -335,6 +399,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn softmax_rows_matches_reference_hand_value_and_large_logits() {
+        let x = var(600, 7, 4, 3.0);
+        check_map(
+            |t| softmax_rows(t).unwrap(),
+            |t| softmax_rows_reference(t).unwrap(),
+            &x,
+        );
+        let dev = Device::Cpu;
+        let y = softmax_rows(&Tensor::new(&[[0f32, 3f32.ln()], [1000., 0.]], &dev).unwrap())
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        assert!(
+            (y[0][0] - 0.25).abs() < 1e-6 && (y[0][1] - 0.75).abs() < 1e-6,
+            "{y:?}"
+        );
+        // no overflow; below e^-87 the exponential is clamped there
+        assert!(y[1][0] == 1.0 && y[1][1] < 1e-37, "{y:?}");
+        let w = var(5, 4, 9, 1.0);
+        let x = var(5, 4, 2, 1.0);
+        assert_finite_differences(
+            |t| {
+                (softmax_rows(t).unwrap() * w.as_tensor())
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+            },
+            &x,
+            &[0, 3, 9, 18],
+            2e-3,
+        );
+    }
+
     /// A NaN row gives a NaN value and gradient there, and the op returns.
     #[test]
     fn nan_rows_propagate_and_terminate() {
@@ -347,5 +445,11 @@ mod tests {
         let l = mean_cos_sq(x.as_tensor(), &centre(x.as_tensor()).unwrap()).unwrap();
         assert!(l.to_scalar::<f32>().unwrap().is_nan());
         l.backward().unwrap();
+        // the softmax returns too (`fast_exp` clamps, so a NaN logit gets a weight near 0;
+        // the NaN still reaches the loss through the other terms of the step)
+        let s = softmax_rows(x.as_tensor()).unwrap();
+        let sv = s.to_vec2::<f32>().unwrap();
+        assert!((sv[1][0] + sv[1][1] - 1.0).abs() < 1e-6, "{sv:?}");
+        s.sum_all().unwrap().backward().unwrap();
     }
 }
