@@ -10,8 +10,11 @@
 //! `DAREC_BENCH_EPOCHS` (2), `DAREC_BENCH_THREADS` (2), `DAREC_TORCH_PYTHON` (as in
 //! benches/lightgcn.rs; the PyTorch rows are skipped with a note when torch is missing).
 
+#[path = "support/median.rs"]
+mod median_support;
 #[path = "support/torch.rs"]
 mod torch_support;
+use median_support::median;
 use torch_support::{env_or, python_with, torch_run};
 
 use darec::config::Config;
@@ -155,13 +158,4 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn median(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }

@@ -8,8 +8,11 @@
 //! default `csr/symmetric,coo/autograd`: our optimised step and RLMRec's own), `DAREC_TORCH_PYTHON` (default `.venv-bench/bin/python`,
 //! else `python3`; the PyTorch side is skipped with a note when torch is not importable).
 
+#[path = "support/median.rs"]
+mod median_support;
 #[path = "support/torch.rs"]
 mod torch_support;
+use median_support::median;
 use torch_support::{env_or, python_with, torch_run};
 
 use darec::config::Config;
@@ -137,13 +140,4 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn median(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
