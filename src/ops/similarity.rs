@@ -602,7 +602,8 @@ impl CustomOp1 for Uniformity {
 /// VICReg's variance term (Bardes et al., ICLR 2022): `mean_j max(0, gamma - std_j)` with
 /// `std_j = sqrt(var_j + 1e-4)` the population standard deviation of column `j` of `x`
 /// (`[n, d]`). Zero while every dimension spreads at least `gamma`; it rises as the rows
-/// collapse onto one point (issue 13, item 3). Plain candle ops, gradients by autograd.
+/// collapse onto one point (issue 13, item 3). Gradients by autograd (the centring is the
+/// fused [`super::rowwise::centre`]).
 pub fn variance_floor(x: &Tensor, gamma: f64) -> Result<Tensor> {
     let centred = super::rowwise::centre(x)?;
     let std = (centred.sqr()?.mean(0)? + 1e-4)?.sqrt()?;
