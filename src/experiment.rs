@@ -289,16 +289,72 @@ pub fn variant_sets(cfg: &CompareConfig, extra: &[String], v: &Variant) -> Vec<S
     sets
 }
 
-/// Runs the whole comparison grid and writes `compare.md` / `compare.json` into `out`.
-/// With `table_only`, nothing is trained: the table covers the runs already finished
-/// (e.g. while another process still works through the grid) and lists the missing ones.
+/// Which runs of a comparison `compare` trains; the table always shows every finished run.
+#[derive(Clone, Debug, Default)]
+pub struct TrainScope {
+    /// Train nothing (`--table-only`).
+    pub none: bool,
+    /// Train only these variants (`--only`, by name); empty: all.
+    pub variants: Vec<String>,
+    /// Train only these seeds (`--only-seed`); empty: all.
+    pub seeds: Vec<u64>,
+}
+
+impl TrainScope {
+    /// Everything (the default of `darec compare`).
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Nothing: tabulate what is finished.
+    pub fn table_only() -> Self {
+        Self {
+            none: true,
+            ..Self::default()
+        }
+    }
+
+    fn covers(&self, variant: &str, seed: u64) -> bool {
+        !self.none
+            && (self.variants.is_empty() || self.variants.iter().any(|v| v == variant))
+            && (self.seeds.is_empty() || self.seeds.contains(&seed))
+    }
+
+    /// A named variant or seed that the comparison does not have is an error, not a
+    /// silent no-op.
+    fn check(&self, cfg: &CompareConfig) -> anyhow::Result<()> {
+        let names: Vec<&str> = cfg.variants.iter().map(|v| v.name.as_str()).collect();
+        for v in &self.variants {
+            if !names.contains(&v.as_str()) {
+                bail!(
+                    "compare: --only {v:?} is not a variant of this comparison (it has {names:?})"
+                );
+            }
+        }
+        for s in &self.seeds {
+            let has = cfg
+                .variants
+                .iter()
+                .any(|v| v.seeds.as_ref().unwrap_or(&cfg.seeds).contains(s));
+            if !has {
+                bail!("compare: --only-seed {s} is not a seed of this comparison");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the comparison grid (the part `scope` covers) and writes `compare.md` /
+/// `compare.json` into `out`. The table covers every finished run, trained now or before
+/// (e.g. by another process working through the grid), and lists the missing ones.
 pub fn compare(
     cfg: &CompareConfig,
     extra: &[String],
     out: &Path,
     threads: Option<usize>,
-    table_only: bool,
+    scope: &TrainScope,
 ) -> anyhow::Result<String> {
+    scope.check(cfg)?;
     if cfg.variants.is_empty()
         || cfg
             .variants
@@ -308,7 +364,13 @@ pub fn compare(
         bail!("compare: needs at least one [[variant]] and at least one seed for each");
     }
     // every variant's settings must load before the first of many runs starts
-    for v in cfg.variants.iter().filter(|_| !table_only) {
+    for v in cfg.variants.iter().filter(|v| {
+        v.seeds
+            .as_ref()
+            .unwrap_or(&cfg.seeds)
+            .iter()
+            .any(|&s| scope.covers(&v.name, s))
+    }) {
         crate::config::Config::load(Some(variant_base(cfg, v)), &variant_sets(cfg, extra, v))
             .with_context(|| format!("compare: variant {:?}", v.name))?;
     }
@@ -326,14 +388,18 @@ pub fn compare(
             runs.push((v.name.as_str(), seed, run));
         }
     }
-    if !table_only {
-        let grid: Vec<GridRun> = runs.iter().map(|r| r.2.clone()).collect();
+    let grid: Vec<GridRun> = runs
+        .iter()
+        .filter(|(name, seed, _)| scope.covers(name, *seed))
+        .map(|r| r.2.clone())
+        .collect();
+    if !grid.is_empty() {
         run_grid(&grid, threads)?;
     }
     let mut records = Vec::new();
     let mut missing = Vec::new();
     for (name, seed, run) in &runs {
-        if table_only && !is_finished(&run.base, &run.sets, &run.dir)? {
+        if !scope.covers(name, *seed) && !is_finished(&run.base, &run.sets, &run.dir)? {
             missing.push(format!("{name} seed {seed}"));
             continue;
         }
@@ -835,7 +901,7 @@ mod tests {
         .unwrap();
         // nothing is trained: training would start `darec train` child processes, and the
         // base config does not exist
-        let md = compare(&cfg, &[], &out, Some(1), true).unwrap();
+        let md = compare(&cfg, &[], &out, Some(1), &TrainScope::table_only()).unwrap();
         assert!(
             md.contains("| a | 1 |") && md.contains("0.2500 ± 0.0000"),
             "{md}"
@@ -844,6 +910,55 @@ mod tests {
         assert!(md.contains("Not run yet (2): a seed 2, b seed 1."), "{md}");
         assert!(out.join("compare.md").exists());
         std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn a_train_scope_covers_only_what_it_names_and_refuses_unknown_names() {
+        let cfg: CompareConfig = toml::from_str(
+            "base = \"missing.toml\"\nseeds = [1, 2]\n[[variant]]\nname = \"a\"\n[[variant]]\nname = \"b\"\nseeds = [3]",
+        )
+        .unwrap();
+        let scope = TrainScope {
+            none: false,
+            variants: vec!["a".into()],
+            seeds: vec![2],
+        };
+        scope.check(&cfg).unwrap();
+        assert!(scope.covers("a", 2));
+        assert!(!scope.covers("a", 1) && !scope.covers("b", 2));
+        assert!(TrainScope::all().covers("b", 3));
+        assert!(!TrainScope::table_only().covers("a", 1));
+        let typo = TrainScope {
+            variants: vec!["c".into()],
+            ..TrainScope::all()
+        };
+        let err = typo.check(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("\"c\"") && err.contains("\"a\", \"b\""),
+            "{err}"
+        );
+        let seed = TrainScope {
+            seeds: vec![4],
+            ..TrainScope::all()
+        };
+        assert!(seed
+            .check(&cfg)
+            .unwrap_err()
+            .to_string()
+            .contains("--only-seed 4"));
+        // only the covered variant's settings are loaded: `b`'s missing base stops the
+        // grid, naming `b`, before anything is trained
+        let out = std::env::temp_dir().join(format!("darec-scope-{}", std::process::id()));
+        let only_b = TrainScope {
+            variants: vec!["b".into()],
+            ..TrainScope::all()
+        };
+        let err = format!(
+            "{:#}",
+            compare(&cfg, &[], &out, Some(1), &only_b).unwrap_err()
+        );
+        assert!(err.contains("variant \"b\""), "{err}");
+        assert!(!out.join("b-s3").exists());
     }
 
     /// A variant with its own base runs from it, and a variant whose settings do not load
@@ -865,7 +980,7 @@ mod tests {
         let out = std::env::temp_dir().join(format!("darec-variant-check-{}", std::process::id()));
         let err = format!(
             "{:#}",
-            compare(&cfg, &[], &out, Some(1), false).unwrap_err()
+            compare(&cfg, &[], &out, Some(1), &TrainScope::all()).unwrap_err()
         );
         assert!(
             err.contains("variant \"typo\"") && err.contains("layerz"),

@@ -70,6 +70,14 @@ enum Command {
         /// Train nothing: tabulate the runs already finished and list the missing ones.
         #[arg(long)]
         table_only: bool,
+        /// Train only this variant, by name (repeatable); the table still shows every
+        /// finished run and lists the missing ones. With `--only-seed`, one grid can be
+        /// split between processes or machines that share the output directory.
+        #[arg(long, value_name = "VARIANT", conflicts_with = "table_only")]
+        only: Vec<String>,
+        /// Train only this seed (repeatable).
+        #[arg(long, value_name = "SEED", conflicts_with = "table_only")]
+        only_seed: Vec<u64>,
     },
     /// Search hyper-parameters on the validation split only, then test the chosen setting once.
     Tune {
@@ -261,6 +269,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             set,
             out,
             table_only,
+            only,
+            only_seed,
         } => {
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("{}: cannot read", config.display()))?;
@@ -268,7 +278,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("{}: invalid compare config", config.display()))?;
             let out =
                 out.unwrap_or_else(|| PathBuf::from(format!("runs/compare-{}", stem(&config))));
-            let md = darec::experiment::compare(&cfg, &set, &out, cli.threads, table_only)?;
+            let md = darec::experiment::compare(
+                &cfg,
+                &set,
+                &out,
+                cli.threads,
+                &darec::experiment::TrainScope {
+                    none: table_only,
+                    variants: only,
+                    seeds: only_seed,
+                },
+            )?;
             println!("{md}\nwritten to {}", out.join("compare.md").display());
         }
         Command::Tune { config, set, out } => {
