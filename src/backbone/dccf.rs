@@ -174,9 +174,10 @@ impl Backbone for Dccf {
     }
     fn encode(&self, ego: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         let (out, views) = self.forward(ego)?;
-        if matches!(mode, Mode::Train(_)) && self.cfg.cl_weight > 0.0 {
-            *self.last_views.lock().unwrap() = Some(views);
-        }
+        // an evaluation-mode encode drops a stash no step took, so the views of a
+        // training encode are never held past the next encode
+        *self.last_views.lock().unwrap() =
+            (matches!(mode, Mode::Train(_)) && self.cfg.cl_weight > 0.0).then_some(views);
         Ok(out)
     }
     fn aux_losses(
