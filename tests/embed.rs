@@ -475,6 +475,30 @@ fn toy_vectors() -> SemanticVectors {
     }
 }
 
+/// The same vectors give the same file, byte for byte, from any process: the metadata
+/// map is written in sorted key order, not in `HashMap` order (which differs between
+/// maps, so five keys rarely come out twice in one order).
+#[test]
+fn the_same_vectors_give_the_same_file_bytes() {
+    let d = tmp("same-bytes");
+    let v = toy_vectors();
+    let first = d.join("0.safetensors");
+    v.save(&first).unwrap();
+    let want = std::fs::read(&first).unwrap();
+    let header_len = u64::from_le_bytes(want[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&want[8..8 + header_len]).unwrap();
+    assert!(
+        header.starts_with(r#"{"__metadata__":{"dim":"2","model":"m","n_items":"1","n_users":"3","source":"template"},"items":"#),
+        "{header}"
+    );
+    for i in 1..8 {
+        let p = d.join(format!("{i}.safetensors"));
+        v.save(&p).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), want, "save {i} differs");
+    }
+    assert_eq!(SemanticVectors::load(&first).unwrap(), v);
+}
+
 #[test]
 fn vectors_round_trip_through_safetensors() {
     let d = tmp("store");

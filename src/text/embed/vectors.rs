@@ -9,6 +9,21 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::path::Path;
 
+/// `bytes` (a safetensors file) with its JSON header's keys in sorted order. `safetensors`
+/// writes the metadata map in `HashMap` order, which changes from one process to the next,
+/// so the same vectors would give files that differ in their first bytes. The sorted
+/// header has the same keys, values and length (serde_json's maps are ordered), so the
+/// offsets are untouched.
+fn sorted_header(mut bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    let n = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;
+    let sorted = serde_json::to_vec(&header)?;
+    anyhow::ensure!(sorted.len() <= n, "safetensors header grew when sorted");
+    bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+    bytes[8 + sorted.len()..8 + n].fill(b' ');
+    Ok(bytes)
+}
+
 /// User and item vectors `e_L`, row `i` = internal id `i`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SemanticVectors {
@@ -93,7 +108,7 @@ impl SemanticVectors {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let bytes = safetensors::serialize(tensors, Some(meta))?;
+        let bytes = sorted_header(safetensors::serialize(tensors, Some(meta))?)?;
         crate::run::write_atomic(path, &bytes)
     }
 
