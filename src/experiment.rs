@@ -280,6 +280,11 @@ pub fn variant_base<'a>(cfg: &'a CompareConfig, v: &'a Variant) -> &'a Path {
     v.base.as_deref().unwrap_or(&cfg.base)
 }
 
+/// The seeds of `v`'s runs: its own, or the comparison's.
+pub fn variant_seeds<'a>(cfg: &'a CompareConfig, v: &'a Variant) -> &'a [u64] {
+    v.seeds.as_deref().unwrap_or(&cfg.seeds)
+}
+
 /// The overrides of `v`'s runs before the seed: the comparison's `set`, the command
 /// line's, then the variant's own.
 pub fn variant_sets(cfg: &CompareConfig, extra: &[String], v: &Variant) -> Vec<String> {
@@ -335,7 +340,7 @@ impl TrainScope {
             let has = cfg
                 .variants
                 .iter()
-                .any(|v| v.seeds.as_ref().unwrap_or(&cfg.seeds).contains(s));
+                .any(|v| variant_seeds(cfg, v).contains(s));
             if !has {
                 bail!("compare: --only-seed {s} is not a seed of this comparison");
             }
@@ -359,15 +364,13 @@ pub fn compare(
         || cfg
             .variants
             .iter()
-            .any(|v| v.seeds.as_ref().unwrap_or(&cfg.seeds).is_empty())
+            .any(|v| variant_seeds(cfg, v).is_empty())
     {
         bail!("compare: needs at least one [[variant]] and at least one seed for each");
     }
     // every variant's settings must load before the first of many runs starts
     for v in cfg.variants.iter().filter(|v| {
-        v.seeds
-            .as_ref()
-            .unwrap_or(&cfg.seeds)
+        variant_seeds(cfg, v)
             .iter()
             .any(|&s| scope.covers(&v.name, s))
     }) {
@@ -376,7 +379,7 @@ pub fn compare(
     }
     let mut runs = Vec::new();
     for v in &cfg.variants {
-        for &seed in v.seeds.as_ref().unwrap_or(&cfg.seeds) {
+        for &seed in variant_seeds(cfg, v) {
             let mut sets = variant_sets(cfg, extra, v);
             sets.push(format!("train.seed={seed}"));
             sets.push("train.progress=false".into());
