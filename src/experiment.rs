@@ -345,6 +345,19 @@ impl TrainScope {
                 bail!("compare: --only-seed {s} is not a seed of this comparison");
             }
         }
+        // each name and seed exists, yet no variant may have that seed
+        let any = cfg.variants.iter().any(|v| {
+            variant_seeds(cfg, v)
+                .iter()
+                .any(|&s| self.covers(&v.name, s))
+        });
+        if !self.none && !any {
+            bail!(
+                "compare: --only {:?} with --only-seed {:?} selects no run: no such variant has such a seed",
+                self.variants,
+                self.seeds
+            );
+        }
         Ok(())
     }
 }
@@ -949,6 +962,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--only-seed 4"));
+        // `b` has only seed 3 and seed 2 is only `a`'s: the pair selects nothing
+        let no_pair = TrainScope {
+            variants: vec!["b".into()],
+            seeds: vec![2],
+            ..TrainScope::all()
+        };
+        let err = no_pair.check(&cfg).unwrap_err().to_string();
+        assert!(err.contains("selects no run"), "{err}");
         // only the covered variant's settings are loaded: `b`'s missing base stops the
         // grid, naming `b`, before anything is trained
         let out = std::env::temp_dir().join(format!("darec-scope-{}", std::process::id()));
