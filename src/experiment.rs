@@ -362,6 +362,19 @@ impl TrainScope {
     }
 }
 
+/// The runs of `runs` (variant, seed, run; variant-major as the config lists them) that
+/// `scope` covers, seed-major: every variant's seed 1, then seed 2, ... Each finished seed
+/// completes a paired comparison, so a grid stopped part-way still answers "does the
+/// variant help" on the seeds it reached.
+fn training_order<'a, T>(runs: &'a [(&str, u64, T)], scope: &TrainScope) -> Vec<&'a T> {
+    let mut covered: Vec<&(&str, u64, T)> = runs
+        .iter()
+        .filter(|(name, seed, _)| scope.covers(name, *seed))
+        .collect();
+    covered.sort_by_key(|r| r.1); // stable: the config's variant order within a seed
+    covered.into_iter().map(|r| &r.2).collect()
+}
+
 /// Runs the comparison grid (the part `scope` covers) and writes `compare.md` /
 /// `compare.json` into `out`. The table covers every finished run, trained now or before
 /// (e.g. by another process working through the grid), and lists the missing ones.
@@ -404,11 +417,7 @@ pub fn compare(
             runs.push((v.name.as_str(), seed, run));
         }
     }
-    let grid: Vec<GridRun> = runs
-        .iter()
-        .filter(|(name, seed, _)| scope.covers(name, *seed))
-        .map(|r| r.2.clone())
-        .collect();
+    let grid: Vec<GridRun> = training_order(&runs, scope).into_iter().cloned().collect();
     if !grid.is_empty() {
         run_grid(&grid, threads)?;
     }
@@ -926,6 +935,25 @@ mod tests {
         assert!(md.contains("Not run yet (2): a seed 2, b seed 1."), "{md}");
         assert!(out.join("compare.md").exists());
         std::fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn a_grid_trains_seed_major_in_the_configs_variant_order() {
+        let runs = [
+            ("a", 1, "a1"),
+            ("a", 2, "a2"),
+            ("b", 1, "b1"),
+            ("b", 2, "b2"),
+            ("c", 3, "c3"),
+        ];
+        let order = training_order(&runs, &TrainScope::all());
+        assert_eq!(order, [&"a1", &"b1", &"a2", &"b2", &"c3"]);
+        let only_b_c = TrainScope {
+            variants: vec!["c".into(), "b".into()],
+            ..TrainScope::all()
+        };
+        assert_eq!(training_order(&runs, &only_b_c), [&"b1", &"b2", &"c3"]);
+        assert!(training_order(&runs, &TrainScope::table_only()).is_empty());
     }
 
     #[test]
