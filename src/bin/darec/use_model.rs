@@ -298,8 +298,10 @@ pub fn run(cmd: UseCommand) -> anyhow::Result<()> {
                 anyhow::bail!("--timeout-s must be a positive number of seconds");
             }
             let r = run.open()?;
+            // the request and blocking threads score with the same float mode as training
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .on_thread_start(darec::threads::flush_subnormals)
                 .build()?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(&addr)
