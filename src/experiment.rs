@@ -345,7 +345,7 @@ impl TrainScope {
                 bail!("compare: --only-seed {s} is not a seed of this comparison");
             }
         }
-        // each name and seed exists, yet no variant may have that seed
+        // each name and each seed exists on its own, yet together they may select nothing
         let any = cfg.variants.iter().any(|v| {
             variant_seeds(cfg, v)
                 .iter()
