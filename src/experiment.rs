@@ -325,6 +325,13 @@ impl TrainScope {
             && (self.seeds.is_empty() || self.seeds.contains(&seed))
     }
 
+    /// Whether any of `v`'s runs is covered.
+    fn covers_variant(&self, cfg: &CompareConfig, v: &Variant) -> bool {
+        variant_seeds(cfg, v)
+            .iter()
+            .any(|&s| self.covers(&v.name, s))
+    }
+
     /// A named variant or seed that the comparison does not have is an error, not a
     /// silent no-op.
     fn check(&self, cfg: &CompareConfig) -> anyhow::Result<()> {
@@ -346,12 +353,7 @@ impl TrainScope {
             }
         }
         // each name and each seed exists on its own, yet together they may select nothing
-        let any = cfg.variants.iter().any(|v| {
-            variant_seeds(cfg, v)
-                .iter()
-                .any(|&s| self.covers(&v.name, s))
-        });
-        if !self.none && !any {
+        if !self.none && !cfg.variants.iter().any(|v| self.covers_variant(cfg, v)) {
             bail!(
                 "compare: --only {:?} with --only-seed {:?} selects no run: no such variant has such a seed",
                 self.variants,
@@ -395,11 +397,7 @@ pub fn compare(
         bail!("compare: needs at least one [[variant]] and at least one seed for each");
     }
     // every variant's settings must load before the first of many runs starts
-    for v in cfg.variants.iter().filter(|v| {
-        variant_seeds(cfg, v)
-            .iter()
-            .any(|&s| scope.covers(&v.name, s))
-    }) {
+    for v in cfg.variants.iter().filter(|v| scope.covers_variant(cfg, v)) {
         crate::config::Config::load(Some(variant_base(cfg, v)), &variant_sets(cfg, extra, v))
             .with_context(|| format!("compare: variant {:?}", v.name))?;
     }
