@@ -496,8 +496,8 @@ fn two_compares_on_one_grid_train_each_run_once() {
     }
 }
 
-/// A grid skips a run that another process holds, trains the rest, then waits; when the
-/// holder ends without finishing it, the grid trains it itself.
+/// A grid skips a run that another process holds, trains the rest seed-major, then waits;
+/// when the holder ends without finishing it, the grid trains it itself.
 #[test]
 fn a_grid_waits_for_a_held_run_and_takes_it_over_when_left_unfinished() {
     let dir = tmpdir("heldgrid");
@@ -540,6 +540,13 @@ fn a_grid_waits_for_a_held_run_and_takes_it_over_when_left_unfinished() {
         held_dir.join("metrics.json").exists(),
         "taken over and finished"
     );
+    // the real process trains seed-major (every variant's seed 1, then seed 2), skipping
+    // the held run, and takes that one over last
+    let want: Vec<String> = ["b-s1", "a-s2", "b-s2", "a-s1"]
+        .iter()
+        .map(|r| out.join(r).display().to_string())
+        .collect();
+    assert_eq!(started_runs(&o.stderr), want, "{err}");
 }
 
 // ------------------------------------------------------------------ kills
