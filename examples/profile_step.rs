@@ -60,7 +60,9 @@ fn main() -> anyhow::Result<()> {
         acfg.darec.use_uni &= !off.contains("uni");
         acfg.darec.use_global &= !off.contains("global");
         acfg.darec.use_local &= !off.contains("local");
-        model.align = darec::align::build(&acfg, Some(sem), 32, 32, &dev, &mut Rng::new(1))?;
+        let (out_dim, ego_dim) = (model.backbone.out_dim(), model.backbone.ego_dim());
+        model.align =
+            darec::align::build(&acfg, Some(sem), out_dim, ego_dim, &dev, &mut Rng::new(1))?;
     }
     let mut rng = Rng::new(1);
     // a real batch: the first 4096 triples of a shuffled epoch (repeats as in training)
