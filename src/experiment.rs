@@ -180,7 +180,10 @@ pub fn run_child(run: &GridRun, threads: Option<usize>) -> anyhow::Result<RunOut
     if let Some(t) = threads {
         cmd.args(["--threads", &t.to_string()]);
     }
-    cmd.args(["--log", "warn", "train"]);
+    // the child logs at the grid's own level: at `info`, one line per validation of
+    // each run (its progress bar is hidden, stderr being shared)
+    let level = tracing::level_filters::LevelFilter::current().to_string();
+    cmd.args(["--log", &level, "train"]);
     if dir.join("config.toml").exists() {
         // interrupted (its settings were checked above): continue from the last validation,
         // or from the start if it had none (same result as uninterrupted)

@@ -425,13 +425,14 @@ fn compare_cmd(compare: &Path, out: &Path) -> Command {
     c
 }
 
-/// Lines of a grid process's log that start a run (`training <dir>` or `resuming <dir>`).
+/// Lines of a grid process's log that start a run (`training <dir>` or `resuming <dir>`;
+/// the grid's own lines, not its children's `resuming after epoch ...`).
 fn started_runs(stderr: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stderr)
         .lines()
         .filter_map(|l| {
-            l.split_once(": training ")
-                .or_else(|| l.split_once(": resuming "))
+            l.split_once("darec::experiment: training ")
+                .or_else(|| l.split_once("darec::experiment: resuming "))
                 .map(|(_, d)| d.trim().to_string())
         })
         .collect()
@@ -485,6 +486,22 @@ fn two_compares_on_one_grid_train_each_run_once() {
         let valid = log.lines().filter(|l| l.contains("\"valid\"")).count();
         assert_eq!(valid, 2, "{r}: {log}");
         assert_eq!(log.lines().filter(|l| l.contains("\"test\"")).count(), 1);
+    }
+    // the children log each validation at the grid's level (their bars are hidden): 4 runs
+    // of 2 validations, each from the one process that trained it
+    let progress: Vec<String> = [&a, &b]
+        .iter()
+        .flat_map(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .filter(|l| l.contains(": valid recall@20="))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(progress.len(), 8, "{progress:#?}");
+    for e in ["epoch 3/6", "epoch 6/6"] {
+        assert_eq!(progress.iter().filter(|l| l.contains(e)).count(), 4, "{e}");
     }
     // (the children's own results go to the same stdout before it)
     let table = std::fs::read_to_string(out.join("compare.md")).unwrap();

@@ -181,16 +181,27 @@ pub fn train(
                 eval_seconds: this_eval,
                 best: improved,
             })?;
+            let (best_score, best_epoch) = match (improved, best.as_ref()) {
+                (false, Some(b)) => (b.0, b.1),
+                _ => (score, epoch),
+            };
+            let bpr = losses.get("loss_bpr").copied().unwrap_or(f64::NAN);
+            if bar.is_hidden() {
+                // no bar (a log file, a grid's child): one line per validation instead,
+                // so a background job shows where it is
+                tracing::info!(
+                    "{} seed {}: epoch {epoch}/{}: valid {}={score:.4} (best {best_score:.4} \
+                     at epoch {best_epoch}), loss_bpr={bpr:.4}, {this_epoch:.2} s/epoch",
+                    bar.prefix(),
+                    t.seed,
+                    t.max_epochs,
+                    t.metric,
+                );
+            }
             tracing::debug!(epoch, score, ?losses, "validation");
             bar.set_message(format!(
-                "{}={score:.4} best={:.4} loss={:.4}",
-                t.metric,
-                if improved {
-                    score
-                } else {
-                    best.as_ref().map_or(f64::NAN, |b| b.0)
-                },
-                losses.get("loss_bpr").copied().unwrap_or(f64::NAN)
+                "{}={score:.4} best={best_score:.4} loss={bpr:.4}",
+                t.metric
             ));
             loss_sums.clear();
             loss_steps = 0;
