@@ -112,6 +112,23 @@ pub enum RunOutcome {
     Busy,
 }
 
+/// What each child `darec train` of a grid is started with: the parent's `--threads` and
+/// its `--log` filter, passed on as given (so `--log "darec=debug,warn"` stays a filter in
+/// the child too).
+#[derive(Clone, Debug)]
+pub struct ChildArgs {
+    pub threads: Option<usize>,
+    pub log: String,
+}
+
+impl ChildArgs {
+    /// `threads` and the level this process logs at now (its most verbose level).
+    pub fn at_current_level(threads: Option<usize>) -> Self {
+        let log = tracing::level_filters::LevelFilter::current().to_string();
+        Self { threads, log }
+    }
+}
+
 /// How often a grid looks again at the runs that other processes are training.
 const BUSY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -119,12 +136,12 @@ const BUSY_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 /// it; once the others are done, the grid waits for those, and trains (or resumes) any
 /// that its holder left unfinished. So `darec compare` (or `darec tune`) started twice on
 /// one grid keeps two cores busy, each run trained once.
-pub fn run_grid(runs: &[GridRun], threads: Option<usize>) -> anyhow::Result<()> {
+pub fn run_grid(runs: &[GridRun], child: &ChildArgs) -> anyhow::Result<()> {
     let mut pending: Vec<&GridRun> = runs.iter().collect();
     while !pending.is_empty() {
         let mut busy = Vec::new();
         for r in pending {
-            if run_child(r, threads)? == RunOutcome::Busy {
+            if run_child(r, child)? == RunOutcome::Busy {
                 busy.push(r);
             }
         }
@@ -154,7 +171,7 @@ pub fn run_grid(runs: &[GridRun], threads: Option<usize>) -> anyhow::Result<()> 
 /// Runs `darec train` in a child process unless `dir` already holds a finished run; a run
 /// interrupted after a validation checkpoint is resumed from it. A run that another
 /// process is training is left alone ([`RunOutcome::Busy`]).
-pub fn run_child(run: &GridRun, threads: Option<usize>) -> anyhow::Result<RunOutcome> {
+pub fn run_child(run: &GridRun, child: &ChildArgs) -> anyhow::Result<RunOutcome> {
     let (base, sets, dir) = (run.base.as_path(), &run.sets, run.dir.as_path());
     if RunLock::is_busy(dir)? {
         tracing::info!(
@@ -177,13 +194,12 @@ pub fn run_child(run: &GridRun, threads: Option<usize>) -> anyhow::Result<RunOut
         exe = PathBuf::from(path);
     }
     let mut cmd = Command::new(exe);
-    if let Some(t) = threads {
+    if let Some(t) = child.threads {
         cmd.args(["--threads", &t.to_string()]);
     }
-    // the child logs at the grid's own level: at `info`, one line per validation of
+    // the child logs with the grid's own filter: at `info`, one line per validation of
     // each run (its progress bar is hidden, stderr being shared)
-    let level = tracing::level_filters::LevelFilter::current().to_string();
-    cmd.args(["--log", &level, "train"]);
+    cmd.args(["--log", &child.log, "train"]);
     if dir.join("config.toml").exists() {
         // interrupted (its settings were checked above): continue from the last validation,
         // or from the start if it had none (same result as uninterrupted)
@@ -387,7 +403,7 @@ pub fn compare(
     cfg: &CompareConfig,
     extra: &[String],
     out: &Path,
-    threads: Option<usize>,
+    child: &ChildArgs,
     scope: &TrainScope,
 ) -> anyhow::Result<String> {
     scope.check(cfg)?;
@@ -420,7 +436,7 @@ pub fn compare(
     }
     let grid: Vec<GridRun> = training_order(&runs, scope).into_iter().cloned().collect();
     if !grid.is_empty() {
-        run_grid(&grid, threads)?;
+        run_grid(&grid, child)?;
     }
     let mut records = Vec::new();
     let mut missing = Vec::new();
@@ -721,7 +737,7 @@ pub fn tune(
     cfg: &TuneConfig,
     extra: &[String],
     out: &Path,
-    threads: Option<usize>,
+    child: &ChildArgs,
 ) -> anyhow::Result<String> {
     let points = cfg.trials()?;
     let runs: Vec<GridRun> = points
@@ -733,7 +749,7 @@ pub fn tune(
             dir: out.join(format!("trial-{}", trial_slug(p))),
         })
         .collect();
-    run_grid(&runs, threads)?;
+    run_grid(&runs, child)?;
     let mut rows = Vec::new();
     for (i, (p, run)) in points.iter().zip(&runs).enumerate() {
         let dir = run.dir.clone();
@@ -927,7 +943,14 @@ mod tests {
         .unwrap();
         // nothing is trained: training would start `darec train` child processes, and the
         // base config does not exist
-        let md = compare(&cfg, &[], &out, Some(1), &TrainScope::table_only()).unwrap();
+        let md = compare(
+            &cfg,
+            &[],
+            &out,
+            &ChildArgs::at_current_level(Some(1)),
+            &TrainScope::table_only(),
+        )
+        .unwrap();
         assert!(
             md.contains("| a | 1 |") && md.contains("0.2500 ± 0.0000"),
             "{md}"
@@ -1008,7 +1031,14 @@ mod tests {
         };
         let err = format!(
             "{:#}",
-            compare(&cfg, &[], &out, Some(1), &only_b).unwrap_err()
+            compare(
+                &cfg,
+                &[],
+                &out,
+                &ChildArgs::at_current_level(Some(1)),
+                &only_b
+            )
+            .unwrap_err()
         );
         assert!(err.contains("variant \"b\""), "{err}");
         assert!(!out.join("b-s3").exists());
@@ -1033,7 +1063,14 @@ mod tests {
         let out = std::env::temp_dir().join(format!("darec-variant-check-{}", std::process::id()));
         let err = format!(
             "{:#}",
-            compare(&cfg, &[], &out, Some(1), &TrainScope::all()).unwrap_err()
+            compare(
+                &cfg,
+                &[],
+                &out,
+                &ChildArgs::at_current_level(Some(1)),
+                &TrainScope::all()
+            )
+            .unwrap_err()
         );
         assert!(
             err.contains("variant \"typo\"") && err.contains("layerz"),

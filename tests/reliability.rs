@@ -513,6 +513,44 @@ fn two_compares_on_one_grid_train_each_run_once() {
     }
 }
 
+/// A grid passes its `--log` filter to its children as given, not just its level: with
+/// `darec::experiment=info,warn` the grid says which runs it starts while the children's
+/// per-validation lines (target `darec::train`) stay quiet.
+#[test]
+fn a_grid_passes_its_log_filter_to_its_children() {
+    let dir = tmpdir("logfilter");
+    let data = clustered::write_clustered(&dir, 2, true);
+    let config = small_run_file(&dir, &data, &["train.max_epochs=3"]);
+    let compare = dir.join("compare.toml");
+    std::fs::write(
+        &compare,
+        format!(
+            "base = \"{}\"\nseeds = [1]\n\n[[variant]]\nname = \"A\"\n",
+            config.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.join("grid");
+    let run = |filter: &str| {
+        let o = darec_cmd_logging(filter)
+            .args(["compare", "--config"])
+            .arg(&compare)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let quiet = run("darec::experiment=info,warn");
+    assert_eq!(started_runs(quiet.as_bytes()).len(), 1, "{quiet}");
+    assert!(!quiet.contains(": valid recall@20="), "{quiet}");
+    // the same grid at plain `info` (a fresh directory) shows them
+    std::fs::remove_dir_all(&out).unwrap();
+    let loud = run("info");
+    assert_eq!(loud.matches(": valid recall@20=").count(), 1, "{loud}");
+}
+
 /// A grid skips a run that another process holds, trains the rest seed-major, then waits;
 /// when the holder ends without finishing it, the grid trains it itself.
 #[test]

@@ -196,8 +196,19 @@ enum DataCommand {
 
 fn main() {
     darec::alloc::keep_freed_memory();
-    let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    let mut cli = Cli::parse();
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "warning: --log {:?} is not a tracing filter ({e}); logging at info",
+                cli.log
+            );
+            // grid children get the level actually used
+            cli.log = "info".into();
+            tracing_subscriber::EnvFilter::new("info")
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -216,6 +227,10 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let threads = cli.threads.unwrap_or(0);
     darec::threads::configure(threads)?;
+    let child_args = darec::experiment::ChildArgs {
+        threads: cli.threads,
+        log: cli.log.clone(),
+    };
     match cli.command {
         Command::Train {
             config,
@@ -282,7 +297,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &cfg,
                 &set,
                 &out,
-                cli.threads,
+                &child_args,
                 &darec::experiment::TrainScope {
                     none: table_only,
                     variants: only,
@@ -297,7 +312,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg: darec::experiment::TuneConfig = toml::from_str(&text)
                 .with_context(|| format!("{}: invalid tune config", config.display()))?;
             let out = out.unwrap_or_else(|| PathBuf::from(format!("runs/tune-{}", stem(&config))));
-            let md = darec::experiment::tune(&cfg, &set, &out, cli.threads)?;
+            let md = darec::experiment::tune(&cfg, &set, &out, &child_args)?;
             println!("{md}\nwritten to {}", out.join("tune.md").display());
         }
         Command::Map {
