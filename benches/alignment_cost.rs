@@ -159,9 +159,8 @@ fn main() -> anyhow::Result<()> {
         .map(|r| r.1)
         .unwrap_or(f64::NAN);
     println!(
-        "\n{} ({}), {threads} threads, median of {epochs} epochs{}\n",
+        "\n{} (batch 4096), {threads} threads, median of {epochs} epochs{}\n",
         base,
-        "batch 4096",
         if random { ", random vectors" } else { "" }
     );
     // the added seconds as well as the ratio: LightGCN's memory-bound epoch varies more

@@ -70,7 +70,7 @@ impl AutoCfConfig {
         if !(self.ssl_reg >= 0.0) {
             anyhow::bail!("model.autocf.ssl_reg must be >= 0, got {}", self.ssl_reg);
         }
-        if self.heads == 0 || dim % self.heads != 0 {
+        if self.heads == 0 || !dim.is_multiple_of(self.heads) {
             anyhow::bail!(
                 "model.autocf.heads must be positive and divide model.dim ({dim}), got {}",
                 self.heads
@@ -381,7 +381,7 @@ impl Backbone for AutoCf {
             Mode::Eval => self.forward(ego, self.full.clone(), &self.full_edges),
             Mode::Train(rng) => {
                 let mut st = self.state.lock().unwrap();
-                if st.step % self.cfg.fix_steps == 0 || st.encoder.is_none() {
+                if st.step.is_multiple_of(self.cfg.fix_steps) || st.encoder.is_none() {
                     let (enc, dec, infomax) = self.draw_mask(ego, rng)?;
                     st.encoder = Some(enc);
                     st.decoder = Some(dec);

@@ -8,6 +8,7 @@
 //!   `alpha = (cos(x_h, x_t) + 1) / 2` from the plain message (`x = G E_l`) or the intent
 //!   message (`x = I(E_l)`), row-normalised (`alpha / sum_t alpha`); the weights are
 //!   learned through, as in the paper.
+//!
 //! The final embedding sums `E_0..E_L`. The contrastive term, per layer, is InfoNCE
 //! (cosine, `tau`) of the plain message against each of the other three for the batch's
 //! distinct users and distinct positive items, the candidates being the same distinct rows

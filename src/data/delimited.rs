@@ -40,7 +40,7 @@ pub enum TextEncoding {
 
 /// A side table of attributes keyed by the user or item id (one record per id), read with
 /// the interaction file's separator, quoting, escape and encoding; it must have a header.
-#[derive(Clone, Debug, serde::Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, serde::Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SideTable {
     /// The file; a relative path is taken from the interaction file's directory.
@@ -55,18 +55,6 @@ pub struct SideTable {
     pub null_values: Vec<String>,
     /// Decode HTML character references (`&amp;`, `&#39;`) in the values.
     pub html_entities: bool,
-}
-
-impl Default for SideTable {
-    fn default() -> Self {
-        Self {
-            file: String::new(),
-            id_col: 0,
-            columns: Vec::new(),
-            null_values: Vec::new(),
-            html_entities: false,
-        }
-    }
 }
 
 /// How to read a delimited interaction file.
@@ -377,8 +365,10 @@ fn read_side_table(
     }
     let path = side_path(interactions, &table.file);
     let text = read_encoded(&path, opts.encoding)?;
-    // (source column, feature name), from the header
-    let mut header: Option<(usize, Vec<String>, Vec<(usize, String)>)> = None;
+    // from the header: its line, every column name, and (source column, feature name) of
+    // the columns kept
+    type Header = (usize, Vec<String>, Vec<(usize, String)>);
+    let mut header: Option<Header> = None;
     let mut rows = HashMap::new();
     for_each_record(&path, &text, opts, |r| {
         let Some((_, names, keep)) = &header else {

@@ -181,7 +181,10 @@ impl Csr {
     pub fn entry_rows(&self) -> Vec<u32> {
         let mut rows = Vec::with_capacity(self.indices.len());
         for v in 0..self.n {
-            rows.extend(std::iter::repeat(v as u32).take(self.indptr[v + 1] - self.indptr[v]));
+            rows.extend(std::iter::repeat_n(
+                v as u32,
+                self.indptr[v + 1] - self.indptr[v],
+            ));
         }
         rows
     }

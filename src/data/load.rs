@@ -29,7 +29,7 @@ pub fn load_dataset(cfg: &DataConfig) -> anyhow::Result<Dataset> {
         DataFormat::Delimited => delimited::read_delimited(&path, &cfg.delimited)?,
         DataFormat::Rlmrec => rlmrec::read_rlmrec(&path, cfg.rlmrec_format)?,
     };
-    if raw.len() == 0 {
+    if raw.is_empty() {
         anyhow::bail!(
             "{}: no interactions: the data is empty or holds only a header",
             path.display()

@@ -11,6 +11,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
+/// Step count, first moments and second moments of every variable, for checkpoints.
+pub type AdamState = (u64, Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AdamConfig {
     pub lr: f64,
@@ -88,7 +91,7 @@ impl Adam {
     }
 
     /// Step count and first/second moments of every variable (CPU only; `None` elsewhere).
-    pub fn state(&self) -> Option<(u64, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    pub fn state(&self) -> Option<AdamState> {
         match &self.inner {
             Inner::Cpu(slots) => Some((
                 self.t,

@@ -126,9 +126,9 @@ fn index(ids: &[String]) -> HashMap<String, u32> {
 }
 
 fn host(t: &candle_core::Tensor) -> candle_core::Result<Vec<f32>> {
-    Ok(t.to_dtype(candle_core::DType::F32)?
+    t.to_dtype(candle_core::DType::F32)?
         .flatten_all()?
-        .to_vec1()?)
+        .to_vec1()
 }
 
 impl Recommender {

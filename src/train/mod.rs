@@ -325,7 +325,7 @@ impl EpochRunner {
     }
 
     /// Optimiser state for checkpoints (CPU only).
-    pub fn adam_state(&self) -> Option<(u64, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    pub fn adam_state(&self) -> Option<crate::ops::adam::AdamState> {
         self.adam.state()
     }
 
