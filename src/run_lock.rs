@@ -3,7 +3,7 @@
 //! when it is killed), so a second `darec train` into the same directory is refused
 //! instead of mixing two runs' files, and several `darec compare` or `darec tune`
 //! processes on one grid share its runs out: each skips the runs that another is training
-//! and waits for them at the end (`experiment.rs`).
+//! and waits for them at the end (`experiment/grid.rs`).
 
 use anyhow::Context;
 use std::fs::{File, OpenOptions, TryLockError};

@@ -431,8 +431,8 @@ fn started_runs(stderr: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stderr)
         .lines()
         .filter_map(|l| {
-            l.split_once("darec::experiment: training ")
-                .or_else(|| l.split_once("darec::experiment: resuming "))
+            l.split_once("darec::experiment::grid: training ")
+                .or_else(|| l.split_once("darec::experiment::grid: resuming "))
                 .map(|(_, d)| d.trim().to_string())
         })
         .collect()
