@@ -264,7 +264,10 @@ mod tests {
             &cfg,
             &[],
             &out,
-            &ChildArgs::at_current_level(Some(1)),
+            &ChildArgs {
+                threads: Some(1),
+                ..ChildArgs::default()
+            },
             &TrainScope::table_only(),
         )
         .unwrap();
@@ -352,7 +355,10 @@ mod tests {
                 &cfg,
                 &[],
                 &out,
-                &ChildArgs::at_current_level(Some(1)),
+                &ChildArgs {
+                    threads: Some(1),
+                    ..ChildArgs::default()
+                },
                 &only_b
             )
             .unwrap_err()
@@ -384,7 +390,10 @@ mod tests {
                 &cfg,
                 &[],
                 &out,
-                &ChildArgs::at_current_level(Some(1)),
+                &ChildArgs {
+                    threads: Some(1),
+                    ..ChildArgs::default()
+                },
                 &TrainScope::all()
             )
             .unwrap_err()

@@ -32,11 +32,13 @@ pub struct ChildArgs {
     pub log: String,
 }
 
-impl ChildArgs {
-    /// `threads` and the level this process logs at now (its most verbose level).
-    pub fn at_current_level(threads: Option<usize>) -> Self {
-        let log = tracing::level_filters::LevelFilter::current().to_string();
-        Self { threads, log }
+impl Default for ChildArgs {
+    /// All cores, `info`.
+    fn default() -> Self {
+        Self {
+            threads: None,
+            log: "info".into(),
+        }
     }
 }
 
