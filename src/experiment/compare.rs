@@ -1,7 +1,7 @@
 //! `darec compare`: the variants x seeds grid, trained seed-major (the part a
 //! [`TrainScope`] covers), then tabulated over every finished run.
 
-use super::grid::{is_finished, run_grid, ChildArgs, GridRun};
+use super::grid::{is_finished, run_grid, unfinished_state, ChildArgs, GridRun};
 use super::table::compare_table;
 use super::{default_metric, read_record};
 use crate::run::{write_atomic, write_json};
@@ -154,7 +154,8 @@ fn training_order<'a, T>(runs: &'a [(&str, u64, T)], scope: &TrainScope) -> Vec<
 
 /// Runs the comparison grid (the part `scope` covers) and writes `compare.md` /
 /// `compare.json` into `out`. The table covers every finished run, trained now or before
-/// (e.g. by another process working through the grid), and lists the missing ones.
+/// (e.g. by another process working through the grid), and lists the missing ones with
+/// where each stands (training now or stopped, last epoch and best validation score).
 pub fn compare(
     cfg: &CompareConfig,
     extra: &[String],
@@ -198,7 +199,8 @@ pub fn compare(
     let mut missing = Vec::new();
     for (name, seed, run) in &runs {
         if !scope.covers(name, *seed) && !is_finished(&run.base, &run.sets, &run.dir)? {
-            missing.push(format!("{name} seed {seed}"));
+            let state = unfinished_state(&run.dir, &cfg.metric)?;
+            missing.push(format!("- {name} seed {seed}: {state}"));
             continue;
         }
         records.push(read_record(name, *seed, &run.dir)?);
@@ -216,9 +218,9 @@ pub fn compare(
     let mut md = compare_table(&records, &names, &reference, &cfg.metric, &cfg.contrasts);
     if !missing.is_empty() {
         md.push_str(&format!(
-            "\nNot run yet ({}): {}.\n",
+            "\nNot finished ({}):\n{}\n",
             missing.len(),
-            missing.join(", ")
+            missing.join("\n")
         ));
     }
     write_atomic(&out.join("compare.md"), md.as_bytes())?;
@@ -258,6 +260,17 @@ mod tests {
             "base = \"missing.toml\"\nseeds = [1, 2]\n[[variant]]\nname = \"a\"\n[[variant]]\nname = \"b\"\nseeds = [1]",
         )
         .unwrap();
+        // b seed 1 stopped after two validations (its last line torn by the kill), a seed 2
+        // held by a process that has not validated yet
+        let stopped = out.join("b-s1");
+        std::fs::create_dir_all(&stopped).unwrap();
+        std::fs::write(
+            stopped.join("metrics.jsonl"),
+            "{\"epoch\":3,\"split\":\"valid\",\"recall@20\":0.125}\n\
+             {\"epoch\":6,\"split\":\"valid\",\"recall@20\":0.0625}\n{\"epoch\":9,\"spl",
+        )
+        .unwrap();
+        let held = crate::run_lock::RunLock::acquire(&out.join("a-s2")).unwrap();
         // nothing is trained: training would start `darec train` child processes, and the
         // base config does not exist
         let md = compare(
@@ -276,7 +289,14 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("| b |"), "{md}");
-        assert!(md.contains("Not run yet (2): a seed 2, b seed 1."), "{md}");
+        assert!(
+            md.contains(
+                "Not finished (2):\n- a seed 2: training now, no validation yet\n\
+                 - b seed 1: stopped at epoch 6, best validation recall@20 0.1250 at epoch 3\n"
+            ),
+            "{md}"
+        );
+        drop(held);
         assert!(out.join("compare.md").exists());
         std::fs::remove_dir_all(&out).unwrap();
     }

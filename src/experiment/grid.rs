@@ -143,6 +143,42 @@ pub fn run_child(run: &GridRun, child: &ChildArgs) -> anyhow::Result<RunOutcome>
     Ok(RunOutcome::Finished)
 }
 
+/// Where an unfinished run stands, for a table's list of what is missing: whether a
+/// process is training it now, and its last validation epoch with the best validation
+/// `metric` so far (from `metrics.jsonl`; a torn last line is skipped).
+pub(super) fn unfinished_state(dir: &Path, metric: &str) -> anyhow::Result<String> {
+    let busy = RunLock::is_busy(dir)?;
+    let (mut last, mut best) = (None, None::<(u64, f64)>);
+    if let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) {
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let Some(epoch) = v["epoch"].as_u64().filter(|_| v["split"] == "valid") else {
+                continue;
+            };
+            last = Some(epoch);
+            if let Some(x) = v[metric].as_f64() {
+                if best.is_none_or(|(_, b)| x > b) {
+                    best = Some((epoch, x));
+                }
+            }
+        }
+    }
+    let now = if busy { "training now" } else { "stopped" };
+    Ok(match (last, best) {
+        (Some(e), Some((be, b))) => {
+            format!("{now} at epoch {e}, best validation {metric} {b:.4} at epoch {be}")
+        }
+        (Some(e), None) => format!("{now} at epoch {e}"),
+        (None, _) if busy => "training now, no validation yet".into(),
+        (None, _) if dir.join("config.toml").exists() => {
+            "stopped before its first validation".into()
+        }
+        (None, _) => "not started".into(),
+    })
+}
+
 /// Whether `dir` holds a finished run (its `metrics.json`), after checking that whatever
 /// it holds was made with these settings.
 pub(super) fn is_finished(base: &Path, sets: &[String], dir: &Path) -> anyhow::Result<bool> {
