@@ -277,10 +277,7 @@ mod tests {
             &cfg,
             &[],
             &out,
-            &ChildArgs {
-                threads: Some(1),
-                ..ChildArgs::default()
-            },
+            &ChildArgs::default(),
             &TrainScope::table_only(),
         )
         .unwrap();
@@ -371,17 +368,7 @@ mod tests {
         };
         let err = format!(
             "{:#}",
-            compare(
-                &cfg,
-                &[],
-                &out,
-                &ChildArgs {
-                    threads: Some(1),
-                    ..ChildArgs::default()
-                },
-                &only_b
-            )
-            .unwrap_err()
+            compare(&cfg, &[], &out, &ChildArgs::default(), &only_b).unwrap_err()
         );
         assert!(err.contains("variant \"b\""), "{err}");
         assert!(!out.join("b-s3").exists());
@@ -406,17 +393,7 @@ mod tests {
         let out = std::env::temp_dir().join(format!("darec-variant-check-{}", std::process::id()));
         let err = format!(
             "{:#}",
-            compare(
-                &cfg,
-                &[],
-                &out,
-                &ChildArgs {
-                    threads: Some(1),
-                    ..ChildArgs::default()
-                },
-                &TrainScope::all()
-            )
-            .unwrap_err()
+            compare(&cfg, &[], &out, &ChildArgs::default(), &TrainScope::all()).unwrap_err()
         );
         assert!(
             err.contains("variant \"typo\"") && err.contains("layerz"),
