@@ -661,3 +661,60 @@ fn the_page_shows_history_and_recommendations_in_a_real_browser() {
     );
     let _ = std::fs::remove_dir_all(profile);
 }
+
+#[test]
+fn items_can_be_named_by_their_titles_on_ml100k() {
+    // ML-100K keys items by number (`1`) while every answer shows titles: a request may
+    // name the item either way (without case, year or the moved article), an ambiguous
+    // title lists its ids, an unknown one suggests titles with the words typed.
+    let Some(data) = inputs::cached("data/ml-100k") else {
+        return;
+    };
+    let mut cfg = Config::for_dataset("ml-100k").unwrap();
+    cfg.data.path = data.display().to_string();
+    cfg.model.dim = 8;
+    cfg.train.max_epochs = 1;
+    cfg.train.progress = Some(false);
+    let ds = load_dataset(&cfg.data).unwrap();
+    let dir = std::env::temp_dir().join(format!("darec-titles-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    darec::pipeline::train_on(&cfg, &ds, Some(dir.clone())).unwrap();
+    let rec = Recommender::load(&dir, LoadOptions::default()).unwrap();
+
+    let by_id = rec.similar("1", 5).unwrap();
+    assert!(by_id.iter().all(|s| s.id != "1"));
+    for name in ["Toy Story", "toy story (1995)", "  TOY   Story "] {
+        assert_eq!(rec.similar(name, 5).unwrap(), by_id, "{name}");
+    }
+    assert_eq!(rec.item_id("toy story").unwrap(), "1");
+    assert_eq!(rec.item_id("1").unwrap(), "1");
+    let suspects = rec.similar("12", 5).unwrap();
+    assert_eq!(rec.similar("The Usual Suspects", 5).unwrap(), suspects);
+    let liked = ["Toy Story".to_string(), "the usual suspects".to_string()];
+    let ids = ["1".to_string(), "12".to_string()];
+    let method = darec::serve::recommender::FoldMethod::Fit;
+    assert_eq!(
+        rec.recommend_for_items(&liked, 10, method).unwrap(),
+        rec.recommend_for_items(&ids, 10, method).unwrap()
+    );
+
+    // ML-100K lists Chasing Amy (1997) twice, as items 246 and 268
+    let err = rec.similar("Chasing Amy", 5).unwrap_err();
+    assert!(
+        matches!(err, darec::serve::ServeError::BadRequest(_)),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("`246`") && msg.contains("`268`"), "{msg}");
+    let err = rec.similar("story", 5).unwrap_err();
+    assert!(
+        matches!(err, darec::serve::ServeError::NotFound(_)),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(msg.starts_with("unknown item `story`"), "{msg}");
+    assert!(msg.contains("`1` (Toy Story (1995)"), "{msg}");
+    let msg = rec.similar("Toy Stroy", 5).unwrap_err().to_string();
+    assert!(!msg.contains("titles with these words"), "{msg}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

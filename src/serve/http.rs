@@ -1,7 +1,8 @@
 //! `darec serve`: the [`Recommender`] over HTTP (axum + tokio). The model is loaded once
 //! and shared by all requests (reads in parallel; adding an item takes the write lock only
 //! to append). Every bad request gets a 4xx with a JSON body `{"error": "..."}`: unknown
-//! ids (404), `k` out of range, missing or malformed parameters and JSON (400), bodies over
+//! ids or titles (404), a title of several items, `k` out of range, missing or malformed
+//! parameters and JSON (400), bodies over
 //! 64 KiB (413), requests not complete within the timeout, e.g. a client that sends its
 //! body slowly (408). SIGINT and SIGTERM stop the server after the requests in flight.
 //!
@@ -212,10 +213,12 @@ async fn similar(
     q: Result<Query<ItemQuery>, QueryRejection>,
 ) -> Answer<Similar> {
     let Query(q) = q?;
-    let items = read(&app).similar(&q.item, q.k.unwrap_or(DEFAULT_K))?;
-    // typed, so scores are written as f32 exactly as `darec similar --json` writes them
+    let rec = read(&app);
+    let items = rec.similar(&q.item, q.k.unwrap_or(DEFAULT_K))?;
+    // typed, so scores are written as f32 exactly as `darec similar --json` writes them;
+    // `item` is the id of the item asked for, also when it was named by its title
     Ok(Json(Similar {
-        item: q.item,
+        item: rec.item_id(&q.item)?,
         items,
     }))
 }

@@ -8,6 +8,7 @@
 
 use super::cold_start::{self, ColdMethod, Side, TextSide};
 use super::fold_in::{fit_user, fit_user_from, FitOptions};
+use super::item_lookup::{Lookup, TitleIndex};
 use crate::backbone::FoldIn;
 use crate::config::Config;
 use crate::data::{Dataset, UserItems};
@@ -102,6 +103,8 @@ pub struct Recommender {
     item_index: HashMap<String, u32>,
     item_ids: Vec<String>,
     titles: Vec<String>,
+    /// The trained items by title, for requests that name an item instead of its id.
+    title_index: TitleIndex,
     users: Vec<f32>,
     items: Vec<f32>,
     /// Texts of the items added from text, by item index minus the trained items.
@@ -154,6 +157,10 @@ impl Recommender {
         let titles: Vec<String> = (0..ds.n_items() as u32)
             .map(|i| describe.item_label(i))
             .collect();
+        let title_index = TitleIndex::new((0..ds.n_items() as u32).filter_map(|i| {
+            let m = describe.item(i);
+            Some((i, m.title?, m.year))
+        }));
         let items = host(&i)?;
         let users = host(&u)?;
         let mean_norm = |t: &[f32]| {
@@ -173,6 +180,7 @@ impl Recommender {
             item_index: index(&ds.item_ids.external),
             item_ids: ds.item_ids.external.clone(),
             titles,
+            title_index,
             users,
             items,
             added_texts: Vec::new(),
@@ -211,14 +219,43 @@ impl Recommender {
         })
     }
 
+    /// The external id of the item that `name` names (an id, or a title).
+    pub fn item_id(&self, name: &str) -> Result<String> {
+        Ok(self.item_ids[self.item(name)? as usize].clone())
+    }
+
+    /// The item named by `id`: its id, else its title (see `item_lookup.rs`).
     fn item(&self, id: &str) -> Result<u32> {
-        self.item_index.get(id).copied().ok_or_else(|| {
-            ServeError::NotFound(format!(
-                "unknown item `{id}` (the run has {} items, e.g. `{}`)",
-                self.n_items(),
-                self.item_ids.first().map_or("", |s| s.as_str())
-            ))
-        })
+        if let Some(&i) = self.item_index.get(id) {
+            return Ok(i);
+        }
+        let listed = |items: &[u32]| {
+            items
+                .iter()
+                .map(|&i| format!("`{}` ({})", self.item_ids[i as usize], self.title(i)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self.title_index.find(id) {
+            Lookup::Found(i) => Ok(i),
+            Lookup::Ambiguous(items) => bad!(
+                "`{id}` is the title of {} items: {}; give one of these ids",
+                items.len(),
+                listed(&items)
+            ),
+            Lookup::Missing(near) => {
+                let mut msg = format!(
+                    "unknown item `{id}`: neither an id nor a title of the run's {} items \
+                     (e.g. `{}`)",
+                    self.n_items(),
+                    self.item_ids.first().map_or("", |s| s.as_str())
+                );
+                if !near.is_empty() {
+                    msg.push_str(&format!("; titles with these words: {}", listed(&near)));
+                }
+                Err(ServeError::NotFound(msg))
+            }
+        }
     }
 
     fn check_k(&self, k: usize) -> Result<()> {

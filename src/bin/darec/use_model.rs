@@ -51,10 +51,12 @@ pub enum UseCommand {
         /// the run has one).
         #[arg(long, value_enum)]
         method: Option<ColdMethod>,
-        /// Items a new user liked, comma-separated external ids (fold-in, no retraining).
+        /// Items a new user liked, comma-separated: external ids or titles (`Toy Story`,
+        /// `the usual suspects (1995)`; any case, year optional). Fold-in, no retraining.
         #[arg(long, value_delimiter = ',')]
         items: Vec<String>,
-        /// One item a new user liked (repeatable; for ids that contain commas).
+        /// One item a new user liked, id or title (repeatable; for names that contain
+        /// commas).
         #[arg(long)]
         liked: Vec<String>,
         #[arg(long, default_value_t = 20)]
@@ -73,6 +75,7 @@ pub enum UseCommand {
     Similar {
         #[command(flatten)]
         run: RunArgs,
+        /// The item: its external id or its title (any case, year optional).
         #[arg(long)]
         item: String,
         #[arg(long, default_value_t = 20)]
