@@ -232,7 +232,14 @@ impl Recommender {
         let listed = |items: &[u32]| {
             items
                 .iter()
-                .map(|&i| format!("`{}` ({})", self.item_ids[i as usize], self.title(i)))
+                .map(|&i| {
+                    let (id, title) = (&self.item_ids[i as usize], self.title(i));
+                    match title.strip_prefix(id.as_str()) {
+                        // ML-1M's ids are titles: `Hamlet (1996)` [Drama]
+                        Some(rest) => format!("`{id}`{rest}"),
+                        None => format!("`{id}` ({title})"),
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
