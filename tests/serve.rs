@@ -610,7 +610,7 @@ fn router_builds_without_a_socket() {
 /// recommendations with titles (the JSON API checked above, through the page's script).
 /// Needs Debian's `chromium` (CI installs it); elsewhere the test says it skipped.
 #[test]
-fn the_page_shows_history_and_recommendations_in_a_real_browser() {
+fn the_page_shows_a_user_and_a_new_user_in_a_real_browser() {
     let Some(run) = run_dir() else { return };
     let Some(chromium) = ["chromium", "chromium-browser"].iter().find(|c| {
         std::process::Command::new(c)
@@ -621,44 +621,65 @@ fn the_page_shows_history_and_recommendations_in_a_real_browser() {
         if std::env::var_os("CI").is_some() {
             panic!("chromium is not installed: .ci/run installs it");
         }
-        println!("SKIPPED the_page_shows_history_and_recommendations_in_a_real_browser: no chromium (apt-get install chromium)");
+        println!("SKIPPED the_page_shows_a_user_and_a_new_user_in_a_real_browser: no chromium (apt-get install chromium)");
         return;
     };
     let srv = Server::start(load(run), ServeOptions::default());
     let profile = std::env::temp_dir().join(format!("darec-chromium-{}", std::process::id()));
-    let out = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(format!("http://{}/?user=u3", srv.addr))
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let (_, hist) = http(srv.addr, "GET", "/history?user=u3", None);
-    let (_, recs) = http(srv.addr, "GET", "/recommend?user=u3&k=20", None);
-    for list in [hist, recs] {
-        for item in json(&list)["items"].as_array().unwrap() {
+    let dump_dom = |query: &str| {
+        let out = std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=5000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("--dump-dom")
+            .arg(format!("http://{}/?{query}", srv.addr))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let on_page = |dom: &str, list: &str| {
+        for item in json(list)["items"].as_array().unwrap() {
             let title = item["title"].as_str().unwrap();
             assert!(
                 dom.contains(&format!("<li>{title}")),
                 "`{title}` not on the page:\n{dom}"
             );
         }
-    }
+    };
+    // a user of the run: history and recommendations
+    let dom = dump_dom("user=u3");
+    let (_, hist) = http(srv.addr, "GET", "/history?user=u3", None);
+    let (_, recs) = http(srv.addr, "GET", "/recommend?user=u3&k=20", None);
+    on_page(&dom, &hist);
+    on_page(&dom, &recs);
     assert!(
         dom.contains("lightgcn+rlmrec_con"),
         "model line missing:\n{dom}"
     );
+    // a new user from the items they liked, one a line (the form's text, as in its URL)
+    let dom = dump_dom("liked=i3%0Ai7");
+    let (code, recs) = http(
+        srv.addr,
+        "POST",
+        "/recommend",
+        Some(r#"{"items": ["i3", "i7"], "k": 20}"#),
+    );
+    assert_eq!(code, 200, "{recs}");
+    on_page(&dom, &recs);
+    assert!(
+        dom.contains("<li>i3</li>") && dom.contains("<li>i7</li>"),
+        "{dom}"
+    );
+    assert!(dom.contains("Liked (a new user"), "{dom}");
     let _ = std::fs::remove_dir_all(profile);
 }
 

@@ -10,7 +10,8 @@
 //! "k": .., "method": "auto"|"fit"|"closed"}` (fold-in), `GET /similar?item=&k=`, `GET
 //! /history?user=`, `GET /explain?user=&k=`, `POST /items` `{"text": .., "id": ..,
 //! "method": "alignment"|"text-knn"}` (cold start), `GET /health`, `GET /metrics`
-//! (Prometheus), `GET /openapi.json`, `GET /` (an HTML page to look users up).
+//! (Prometheus), `GET /openapi.json`, `GET /` (an HTML page to look users up, or
+//! to fold in a new user from the items they liked).
 
 use super::cold_start::ColdMethod;
 use super::metrics::Metrics;
