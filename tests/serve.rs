@@ -675,10 +675,14 @@ fn the_page_shows_a_user_and_a_new_user_in_a_real_browser() {
     );
     assert_eq!(code, 200, "{recs}");
     on_page(&dom, &recs);
-    assert!(
-        dom.contains("<li>i3</li>") && dom.contains("<li>i7</li>"),
-        "{dom}"
-    );
+    // the liked items as the server understood them (id, title), on the page too
+    let liked = json(&recs)["liked"].clone();
+    assert_eq!(liked[0]["id"], "i3", "{recs}");
+    assert_eq!(liked[1]["id"], "i7", "{recs}");
+    for it in liked.as_array().unwrap() {
+        let title = it["title"].as_str().unwrap();
+        assert!(dom.contains(&format!("<li>{title}</li>")), "{title}: {dom}");
+    }
     assert!(dom.contains("Liked (a new user"), "{dom}");
     let _ = std::fs::remove_dir_all(profile);
 }
@@ -707,8 +711,12 @@ fn items_can_be_named_by_their_titles_on_ml100k() {
     for name in ["Toy Story", "toy story (1995)", "  TOY   Story "] {
         assert_eq!(rec.similar(name, 5).unwrap(), by_id, "{name}");
     }
-    assert_eq!(rec.item_id("toy story").unwrap(), "1");
-    assert_eq!(rec.item_id("1").unwrap(), "1");
+    let toy = rec.find_item("toy story").unwrap();
+    assert_eq!(
+        (toy.id.as_str(), toy.title.starts_with("Toy Story (1995)")),
+        ("1", true)
+    );
+    assert_eq!(rec.find_item("1").unwrap(), toy);
     let suspects = rec.similar("12", 5).unwrap();
     assert_eq!(rec.similar("The Usual Suspects", 5).unwrap(), suspects);
     let liked = ["Toy Story".to_string(), "the usual suspects".to_string()];

@@ -15,7 +15,7 @@
 
 use super::cold_start::ColdMethod;
 use super::metrics::Metrics;
-use super::recommender::{FoldMethod, Recommender, Scored, ServeError};
+use super::recommender::{FoldMethod, NamedItem, Recommender, Scored, ServeError};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -136,6 +136,9 @@ struct NewItem {
 #[derive(Serialize)]
 pub struct Ranked {
     pub user: Option<String>,
+    /// For a new user folded in from their items: those items as understood (id, title).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liked: Option<Vec<NamedItem>>,
     pub items: Vec<Scored>,
 }
 
@@ -153,6 +156,7 @@ async fn recommend_get(
     )?;
     Ok(Json(Ranked {
         user: Some(q.user),
+        liked: None,
         items,
     }))
 }
@@ -193,12 +197,26 @@ async fn recommend_post(
             })
             .await
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-            Ok(Json(Ranked { user: None, items }))
+            Ok(Json(Ranked {
+                user: None,
+                liked: None,
+                items,
+            }))
         }
         (None, _) => {
             let method = parse_method::<FoldMethod>(&b.method)?.unwrap_or(FoldMethod::Auto);
-            let items = read(&app).recommend_for_items(&b.items, k, method)?;
-            Ok(Json(Ranked { user: None, items }))
+            let rec = read(&app);
+            let items = rec.recommend_for_items(&b.items, k, method)?;
+            let liked = b
+                .items
+                .iter()
+                .map(|s| rec.find_item(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Json(Ranked {
+                user: None,
+                liked: Some(liked),
+                items,
+            }))
         }
     }
 }
@@ -219,7 +237,7 @@ async fn similar(
     // typed, so scores are written as f32 exactly as `darec similar --json` writes them;
     // `item` is the id of the item asked for, also when it was named by its title
     Ok(Json(Similar {
-        item: rec.item_id(&q.item)?,
+        item: rec.find_item(&q.item)?.id,
         items,
     }))
 }
@@ -232,6 +250,7 @@ async fn history(
     let items = read(&app).history(&q.user)?;
     Ok(Json(Ranked {
         user: Some(q.user),
+        liked: None,
         items,
     }))
 }

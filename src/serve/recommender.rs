@@ -28,6 +28,13 @@ pub struct Scored {
     pub score: f32,
 }
 
+/// An item as a request named it: its id and title.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NamedItem {
+    pub id: String,
+    pub title: String,
+}
+
 /// What can go wrong with a request: the caller's fault (unknown id, bad argument), or
 /// not (a model or file that cannot be read).
 #[derive(Debug, thiserror::Error)]
@@ -219,9 +226,13 @@ impl Recommender {
         })
     }
 
-    /// The external id of the item that `name` names (an id, or a title).
-    pub fn item_id(&self, name: &str) -> Result<String> {
-        Ok(self.item_ids[self.item(name)? as usize].clone())
+    /// The item that `name` names (an id, or a title): its id and title.
+    pub fn find_item(&self, name: &str) -> Result<NamedItem> {
+        let i = self.item(name)?;
+        Ok(NamedItem {
+            id: self.item_ids[i as usize].clone(),
+            title: self.title(i),
+        })
     }
 
     /// The item named by `id`: its id, else its title (see `item_lookup.rs`).
