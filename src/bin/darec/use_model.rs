@@ -180,7 +180,18 @@ pub fn run(cmd: UseCommand) -> anyhow::Result<()> {
                     }
                     recs
                 }
-                (None, None) => r.recommend_for_items(&items, k, fold_in)?,
+                (None, None) => {
+                    let recs = r.recommend_for_items(&items, k, fold_in)?;
+                    if !json {
+                        // the items as understood, since titles may be typed loosely
+                        let liked: Vec<String> = items
+                            .iter()
+                            .map(|s| r.find_item(s).map(|n| n.title))
+                            .collect::<Result<_, _>>()?;
+                        println!("new user who liked: {}", liked.join("; "));
+                    }
+                    recs
+                }
             };
             print_ranked(&recs, json, "title")
         }
