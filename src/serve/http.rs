@@ -2,9 +2,9 @@
 //! and shared by all requests (reads in parallel; adding an item takes the write lock only
 //! to append). Every bad request gets a 4xx with a JSON body `{"error": "..."}`: unknown
 //! ids or titles (404), a title of several items, `k` out of range, missing or malformed
-//! parameters and JSON (400), bodies over
-//! 64 KiB (413), requests not complete within the timeout, e.g. a client that sends its
-//! body slowly (408). SIGINT and SIGTERM stop the server after the requests in flight.
+//! parameters and JSON (400), bodies over 64 KiB (413), requests not complete within the
+//! timeout, e.g. a client that sends its body slowly (408). SIGINT and SIGTERM stop the
+//! server after the requests in flight.
 //!
 //! Routes: `GET /recommend?user=&k=&include_seen=`, `POST /recommend` `{"items": [..] or "text": ..,
 //! "k": .., "method": "auto"|"fit"|"closed"}` (fold-in), `GET /similar?item=&k=`, `GET

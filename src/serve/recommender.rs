@@ -247,8 +247,10 @@ impl Recommender {
                     let (id, title) = (&self.item_ids[i as usize], self.title(i));
                     match title.strip_prefix(id.as_str()) {
                         // ML-1M's ids are titles: `Hamlet (1996)` [Drama]
-                        Some(rest) => format!("`{id}`{rest}"),
-                        None => format!("`{id}` ({title})"),
+                        Some(rest) if rest.is_empty() || rest.starts_with(" [") => {
+                            format!("`{id}`{rest}")
+                        }
+                        _ => format!("`{id}` ({title})"),
                     }
                 })
                 .collect::<Vec<_>>()
