@@ -126,6 +126,7 @@ pub fn train(
         );
     }
 
+    let mut rank_term: Option<String> = None;
     for epoch in first_epoch..=t.max_epochs {
         if stopped {
             break;
@@ -150,6 +151,10 @@ pub fn train(
                 e.context(format!("training failed in epoch {epoch}"))
             }
         })?;
+        // the first term is the backbone's ranking loss (`bpr`, or AutoCF's `rec`)
+        if let Some((name, _)) = sums.first() {
+            rank_term = Some(name.clone());
+        }
         for (name, value) in sums {
             *loss_sums.entry(name).or_default() += value;
         }
@@ -185,13 +190,13 @@ pub fn train(
                 (false, Some(b)) => (b.0, b.1),
                 _ => (score, epoch),
             };
-            let bpr = losses.get("loss_bpr").copied().unwrap_or(f64::NAN);
+            let (rank_name, rank_value) = headline_loss(&losses, rank_term.as_deref());
             if bar.is_hidden() {
                 // no bar (a log file, a grid's child): one line per validation instead,
                 // so a background job shows where it is
                 tracing::info!(
                     "{} seed {}: epoch {epoch}/{}: valid {}={score:.4} (best {best_score:.4} \
-                     at epoch {best_epoch}), loss_bpr={bpr:.4}, {this_epoch:.2} s/epoch",
+                     at epoch {best_epoch}), {rank_name}={rank_value:.4}, {this_epoch:.2} s/epoch",
                     bar.prefix(),
                     t.seed,
                     t.max_epochs,
@@ -200,7 +205,7 @@ pub fn train(
             }
             tracing::debug!(epoch, score, ?losses, "validation");
             bar.set_message(format!(
-                "{}={score:.4} best={best_score:.4} loss={bpr:.4}",
+                "{}={score:.4} best={best_score:.4} loss={rank_value:.4}",
                 t.metric
             ));
             loss_sums.clear();
@@ -385,6 +390,15 @@ impl EpochRunner {
     }
 }
 
+/// The loss a progress line shows: the backbone's ranking term under its own name
+/// (`loss_bpr`, or `loss_rec` for AutoCF), as averaged into `losses`; `loss_bpr` when no
+/// epoch has run yet in this process (a resumed run that evaluates at once).
+fn headline_loss(losses: &BTreeMap<String, f64>, rank_term: Option<&str>) -> (String, f64) {
+    let name = format!("loss_{}", rank_term.unwrap_or("bpr"));
+    let value = losses.get(&name).copied().unwrap_or(f64::NAN);
+    (name, value)
+}
+
 fn progress_bar(cfg: &Config) -> ProgressBar {
     let bar = crate::progress::bar(
         cfg.train.progress,
@@ -420,4 +434,33 @@ pub(crate) fn forward_losses(
     };
     terms.extend(model.align.losses(&input, rng)?);
     Ok(terms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_shows_the_ranking_term_by_its_own_name() {
+        let losses: BTreeMap<String, f64> = [
+            ("loss_rec".to_string(), -0.75),
+            ("loss_infomax".to_string(), 0.25),
+            ("loss_reg".to_string(), 0.01),
+        ]
+        .into_iter()
+        .collect();
+        // AutoCF's main term is `rec`: its line used to print `loss_bpr=NaN`
+        assert_eq!(
+            headline_loss(&losses, Some("rec")),
+            ("loss_rec".to_string(), -0.75)
+        );
+        let bpr: BTreeMap<String, f64> = [("loss_bpr".to_string(), 0.5)].into_iter().collect();
+        assert_eq!(
+            headline_loss(&bpr, Some("bpr")),
+            ("loss_bpr".to_string(), 0.5)
+        );
+        let (name, value) = headline_loss(&losses, None);
+        assert_eq!(name, "loss_bpr");
+        assert!(value.is_nan());
+    }
 }
