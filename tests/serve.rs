@@ -726,6 +726,11 @@ fn items_can_be_named_by_their_titles_on_ml100k() {
         rec.recommend_for_items(&liked, 10, method).unwrap(),
         rec.recommend_for_items(&ids, 10, method).unwrap()
     );
+    // the liked items as understood, in the order given, beside the same ranking
+    let (named, recs) = rec.recommend_for_named_items(&liked, 10, method).unwrap();
+    let named: Vec<&str> = named.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(named, ["1", "12"]);
+    assert_eq!(recs, rec.recommend_for_items(&ids, 10, method).unwrap());
 
     // ML-100K lists Chasing Amy (1997) twice, as items 246 and 268
     let err = rec.similar("Chasing Amy", 5).unwrap_err();

@@ -206,12 +206,7 @@ async fn recommend_post(
         (None, _) => {
             let method = parse_method::<FoldMethod>(&b.method)?.unwrap_or(FoldMethod::Auto);
             let rec = read(&app);
-            let items = rec.recommend_for_items(&b.items, k, method)?;
-            let liked = b
-                .items
-                .iter()
-                .map(|s| rec.find_item(s))
-                .collect::<Result<Vec<_>, _>>()?;
+            let (liked, items) = rec.recommend_for_named_items(&b.items, k, method)?;
             Ok(Json(Ranked {
                 user: None,
                 liked: Some(liked),

@@ -228,11 +228,14 @@ impl Recommender {
 
     /// The item that `name` names (an id, or a title): its id and title.
     pub fn find_item(&self, name: &str) -> Result<NamedItem> {
-        let i = self.item(name)?;
-        Ok(NamedItem {
+        self.item(name).map(|i| self.named(i))
+    }
+
+    fn named(&self, i: u32) -> NamedItem {
+        NamedItem {
             id: self.item_ids[i as usize].clone(),
             title: self.title(i),
-        })
+        }
     }
 
     /// The item named by `id`: its id, else its title (see `item_lookup.rs`).
@@ -406,6 +409,17 @@ impl Recommender {
         k: usize,
         method: FoldMethod,
     ) -> Result<Vec<Scored>> {
+        Ok(self.recommend_for_named_items(liked, k, method)?.1)
+    }
+
+    /// As [`Self::recommend_for_items`], with the liked items as understood (id and title,
+    /// in the order given), since a request may name them by loosely typed titles.
+    pub fn recommend_for_named_items(
+        &self,
+        liked: &[String],
+        k: usize,
+        method: FoldMethod,
+    ) -> Result<(Vec<NamedItem>, Vec<Scored>)> {
         self.check_k(k)?;
         if liked.is_empty() {
             bad!("give at least one item the new user liked");
@@ -415,7 +429,8 @@ impl Recommender {
             .map(|s| self.item(s))
             .collect::<Result<Vec<u32>>>()?;
         let u = self.fold_in_vector(&ids, method);
-        Ok(self.rank(&u, &ids, k))
+        let named = ids.iter().map(|&i| self.named(i)).collect();
+        Ok((named, self.rank(&u, &ids, k)))
     }
 
     /// The `k` items nearest to `item` by cosine in the model's item space.

@@ -181,14 +181,11 @@ pub fn run(cmd: UseCommand) -> anyhow::Result<()> {
                     recs
                 }
                 (None, None) => {
-                    let recs = r.recommend_for_items(&items, k, fold_in)?;
+                    let (liked, recs) = r.recommend_for_named_items(&items, k, fold_in)?;
                     if !json {
                         // the items as understood, since titles may be typed loosely
-                        let liked: Vec<String> = items
-                            .iter()
-                            .map(|s| r.find_item(s).map(|n| n.title))
-                            .collect::<Result<_, _>>()?;
-                        println!("new user who liked: {}", liked.join("; "));
+                        let titles: Vec<&str> = liked.iter().map(|n| n.title.as_str()).collect();
+                        println!("new user who liked: {}", titles.join("; "));
                     }
                     recs
                 }
