@@ -391,8 +391,8 @@ impl EpochRunner {
 }
 
 /// The loss a progress line shows: the backbone's ranking term under its own name
-/// (`loss_bpr`, or `loss_rec` for AutoCF), as averaged into `losses`; `loss_bpr` when no
-/// epoch has run yet in this process (a resumed run that evaluates at once).
+/// (`loss_bpr`, or `loss_rec` for AutoCF), as averaged into `losses`; named `loss_bpr`,
+/// and NaN, when no step has reported a term.
 fn headline_loss(losses: &BTreeMap<String, f64>, rank_term: Option<&str>) -> (String, f64) {
     let name = format!("loss_{}", rank_term.unwrap_or("bpr"));
     let value = losses.get(&name).copied().unwrap_or(f64::NAN);
