@@ -2,7 +2,7 @@
 //! `align`, `output`, `openai`; every field has a default and can be overridden from the command
 //! line with `--set section.field=value`. Unknown fields are errors (typos never pass
 //! silently). `data.name` of a built-in dataset (`ml-1m`, `ml-100k`, `amazon`, `yelp`,
-//! `bookcrossing`)
+//! `bookcrossing`, `synth`)
 //! fills in its format, path and preparation from `configs/datasets/<name>.toml`,
 //! embedded in the binary; fields given in the file or by `--set` win.
 
@@ -56,6 +56,61 @@ pub struct TrainConfig {
     /// only look at validation).
     pub evaluate_test: bool,
     pub adam: AdamExtra,
+    /// `adam` (the protocol: every row of every table updated each step) or `lazy_adam`
+    /// (only the rows a step's gradient reaches: `O(batch x d)` a step instead of
+    /// `O(N d)`; for `mf` without an alignment, where that is every row the loss sees).
+    pub optimizer: OptimizerKind,
+    /// Large-data mode: at most this many optimiser steps per epoch, the batch growing to
+    /// `ceil(train interactions / steps_per_epoch)` when that exceeds `batch_size` (0, the
+    /// default: batches of `batch_size`, the protocol). A propagating backbone's epoch
+    /// then costs `steps_per_epoch` propagations, linear in the data, instead of one per
+    /// `batch_size` interactions.
+    pub steps_per_epoch: usize,
+    /// How the learning rate follows a batch grown by `steps_per_epoch`, relative to
+    /// `batch_size`: `sqrt` (the default; Adam's square-root rule), `linear` or `none`.
+    pub lr_scaling: LrScaling,
+    /// Linear learning-rate warm-up over this many first steps (0: none).
+    pub warmup_steps: usize,
+}
+
+/// The optimiser of `train.optimizer`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    #[default]
+    Adam,
+    LazyAdam,
+}
+
+/// The rule of `train.lr_scaling`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LrScaling {
+    None,
+    #[default]
+    Sqrt,
+    Linear,
+}
+
+impl TrainConfig {
+    /// The batch size for `n_pairs` training interactions: `batch_size`, or larger under
+    /// `steps_per_epoch`.
+    pub fn effective_batch(&self, n_pairs: usize) -> usize {
+        match self.steps_per_epoch {
+            0 => self.batch_size,
+            s => self.batch_size.max(n_pairs.div_ceil(s)),
+        }
+    }
+
+    /// The learning rate for a batch of `batch` (scaled from `lr` at `batch_size`).
+    pub fn scaled_lr(&self, batch: usize) -> f64 {
+        let ratio = batch as f64 / self.batch_size as f64;
+        match self.lr_scaling {
+            LrScaling::None => self.lr,
+            LrScaling::Sqrt => self.lr * ratio.sqrt(),
+            LrScaling::Linear => self.lr * ratio,
+        }
+    }
 }
 
 /// Adam settings other than the learning rate.
@@ -92,6 +147,10 @@ impl Default for TrainConfig {
             progress: None,
             evaluate_test: true,
             adam: AdamExtra::default(),
+            optimizer: OptimizerKind::Adam,
+            steps_per_epoch: 0,
+            lr_scaling: LrScaling::Sqrt,
+            warmup_steps: 0,
         }
     }
 }
@@ -124,6 +183,7 @@ const PRESETS: &[(&str, &str)] = &[
         "bookcrossing",
         include_str!("../configs/datasets/bookcrossing.toml"),
     ),
+    ("synth", include_str!("../configs/datasets/synth.toml")),
 ];
 
 /// Names of the built-in datasets.
@@ -232,6 +292,18 @@ impl Config {
             bail!(
                 "align.kind = {} needs align.vectors (semantic vectors from `darec embed`)",
                 self.align.kind.as_str()
+            );
+        }
+        if t.optimizer == OptimizerKind::LazyAdam
+            && (self.model.backbone != "mf" || self.align.kind != crate::align::AlignKind::None)
+        {
+            bail!(
+                "train.optimizer = \"lazy_adam\" applies where a step's gradient reaches only \
+                 the batch's rows: model.backbone = \"mf\" with align.kind = \"none\" (got {}). \
+                 A graph backbone propagates every step's gradient to every row, and an \
+                 alignment's losses reach rows outside the batch; for large data use \
+                 train.steps_per_epoch with the default optimizer instead",
+                self.label()
             );
         }
         if self.align.kind != crate::align::AlignKind::None && self.model.backbone == "mostpop" {

@@ -12,6 +12,10 @@
 //! Per-user results are summed in user order, so the result does not depend on the batch
 //! size or the number of threads.
 //!
+//! At scale (`sample_users`), only a fixed random sample of the users is ranked, each
+//! still against every item, and every metric comes with its standard error as an
+//! estimate of the full-ranking value.
+//!
 //! Layout: `scorer` (the [`Scorer`] trait, [`EmbeddingScorer`], [`MostPop`]), `topk`
 //! (partial selection), `metrics` (per-user metrics, [`Metrics`]), `table`
 //! ([`markdown_table`]).
@@ -39,6 +43,14 @@ pub struct EvalOptions {
     pub ks: Vec<usize>,
     /// Users scored per batch (default 1024); memory is `batch_users x n_items` f32.
     pub batch_users: usize,
+    /// Rank all items for only this many users of the split, a random sample fixed by
+    /// `sample_seed` (the same users at every validation, for every model), and report
+    /// each metric with its standard error (`Metrics::se`). 0 (the default): every user,
+    /// exactly (RLMRec's protocol); so is a sample at least as large as the split's users.
+    pub sample_users: usize,
+    /// Seed of the user sample (independent of `train.seed`, so that every seed of a
+    /// model is ranked on the same users).
+    pub sample_seed: u64,
 }
 
 impl Default for EvalOptions {
@@ -46,8 +58,27 @@ impl Default for EvalOptions {
         Self {
             ks: vec![5, 10, 20],
             batch_users: 1024,
+            sample_users: 0,
+            sample_seed: 1,
         }
     }
+}
+
+/// The users an evaluation ranks: every one of `users` (ascending), or the fixed random
+/// sample of `opts.sample_users` of them (ascending) when that is fewer.
+pub fn sampled_users(users: Vec<u32>, opts: &EvalOptions) -> (Vec<u32>, Option<usize>) {
+    let n = users.len();
+    if opts.sample_users == 0 || opts.sample_users >= n {
+        return (users, None);
+    }
+    let mut rng = crate::rng::Rng::derive(opts.sample_seed, "eval-users");
+    let mut picked: Vec<u32> = rng
+        .sample_distinct(n, opts.sample_users)
+        .into_iter()
+        .map(|k| users[k])
+        .collect();
+    picked.sort_unstable();
+    (picked, Some(n))
 }
 
 /// Why an evaluation cannot run.
@@ -161,7 +192,9 @@ pub fn evaluate(
     let users: Vec<u32> = (0..n_users as u32)
         .filter(|&u| !truth.row(u).is_empty())
         .collect();
+    let (users, population) = sampled_users(users, opts);
     let mut sums = vec![0f64; width];
+    let mut squares = vec![0f64; width];
     if users.is_empty() {
         return Ok(um.finish(&sums, 0));
     }
@@ -211,10 +244,14 @@ pub fn evaluate(
                 },
             );
         for row in per_user.chunks(width) {
-            for (s, v) in sums.iter_mut().zip(row) {
+            for ((s, q), v) in sums.iter_mut().zip(squares.iter_mut()).zip(row) {
                 *s += v;
+                *q += v * v;
             }
         }
     }
-    Ok(um.finish(&sums, users.len()))
+    Ok(match population {
+        Some(all) => um.finish_sampled(&sums, &squares, users.len(), all),
+        None => um.finish(&sums, users.len()),
+    })
 }

@@ -133,6 +133,7 @@ mod tests {
         let m = |r: f64| Metrics {
             n_users: 1,
             values: [("recall@20".to_string(), r)].into_iter().collect(),
+            ..Default::default()
         };
         let g = group(vec![
             ("a".into(), m(0.1)),

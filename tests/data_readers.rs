@@ -345,6 +345,32 @@ fn delimited_tsv_defaults_and_comments() {
     assert!(raw.ratings.is_none() && raw.timestamps.is_none());
 }
 
+/// The interaction file is streamed (UTF-8): a byte-order mark and CRLF line ends read as
+/// plain LF text, and bytes that are not UTF-8 are refused with their line and a hint at
+/// `encoding`.
+#[test]
+fn delimited_stream_bom_crlf_and_invalid_utf8() {
+    let d = scratch("delimited-stream");
+    let plain = write(&d, "plain.tsv", "# c\nu1\ti1\nu2\ti2\n");
+    let bom = write(&d, "bom.tsv", "\u{feff}# c\r\nu1\ti1\r\nu2\ti2\r\n");
+    let o = DelimitedOptions::default();
+    let (a, b) = (
+        read_delimited(&plain, &o).unwrap(),
+        read_delimited(&bom, &o).unwrap(),
+    );
+    assert_eq!(ext_pairs(&a), ext_pairs(&b));
+    assert_eq!(
+        ext_pairs(&a),
+        vec![("u1".into(), "i1".into()), ("u2".into(), "i2".into())]
+    );
+    let bad = d.join("latin1.tsv");
+    std::fs::write(&bad, b"u1\ti1\nu2\tcaf\xe9\n").unwrap();
+    assert_err_contains(
+        read_delimited(&bad, &o),
+        &["latin1.tsv:2", "UTF-8", "latin-1"],
+    );
+}
+
 #[test]
 fn delimited_csv_with_header_rating_timestamp() {
     let d = scratch("csv");

@@ -46,6 +46,7 @@ fn opts(ks: &[usize]) -> EvalOptions {
     EvalOptions {
         ks: ks.to_vec(),
         batch_users: 1024,
+        ..Default::default()
     }
 }
 
@@ -254,6 +255,7 @@ fn batch_size_does_not_change_results() {
         let o = EvalOptions {
             ks: vec![5, 10, 20],
             batch_users: b,
+            ..Default::default()
         };
         evaluate(&s, &truth, &[&train], &o).unwrap()
     };
@@ -261,6 +263,100 @@ fn batch_size_does_not_change_results() {
     assert!(big.get("recall@20").unwrap() > 0.0);
     assert_eq!(run(1), big);
     assert_eq!(run(7), big);
+}
+
+/// `eval.sample_users`: the sampled metrics are exactly the full metrics of the sampled
+/// users (evaluated on their own), the sample is fixed by its seed and changes with it, a
+/// sample as large as the split is the full evaluation, and the standard errors match the
+/// per-user spread.
+#[test]
+fn sampled_users_are_the_full_evaluation_of_that_subset() {
+    let (n_users, n_items) = (200, 30);
+    let mut rng = Rng(7);
+    let rows: Vec<Vec<f32>> = (0..n_users)
+        .map(|_| (0..n_items).map(|_| (rng.next() % 64) as f32).collect())
+        .collect();
+    let mut truth = Vec::new();
+    for u in 0..n_users as u32 {
+        for i in 0..n_items as u32 {
+            if rng.next().is_multiple_of(6) {
+                truth.push((u, i));
+            }
+        }
+    }
+    let truth = UserItems::from_pairs(n_users, &truth);
+    let s = Fixed { rows };
+    let sampled = |n: usize, seed: u64| EvalOptions {
+        ks: vec![5, 10],
+        sample_users: n,
+        sample_seed: seed,
+        ..Default::default()
+    };
+    let full = evaluate(&s, &truth, &[], &opts(&[5, 10])).unwrap();
+    assert!(full.sampled_from.is_none() && full.se.is_empty());
+    let with_truth = (0..n_users as u32)
+        .filter(|&u| !truth.row(u).is_empty())
+        .count();
+    let a = evaluate(&s, &truth, &[], &sampled(40, 3)).unwrap();
+    assert_eq!((a.n_users, a.sampled_from), (40, Some(with_truth)));
+    assert_eq!(
+        evaluate(&s, &truth, &[], &sampled(40, 3)).unwrap(),
+        a,
+        "fixed by its seed"
+    );
+    assert_ne!(
+        evaluate(&s, &truth, &[], &sampled(40, 4)).unwrap().values,
+        a.values
+    );
+    // the same numbers from a ground truth that keeps only the sampled users' rows
+    let (picked, _) = darec::eval::sampled_users(
+        (0..n_users as u32)
+            .filter(|&u| !truth.row(u).is_empty())
+            .collect(),
+        &sampled(40, 3),
+    );
+    let only: Vec<(u32, u32)> = picked
+        .iter()
+        .flat_map(|&u| truth.row(u).iter().map(move |&i| (u, i)))
+        .collect();
+    let sub = evaluate(
+        &s,
+        &UserItems::from_pairs(n_users, &only),
+        &[],
+        &opts(&[5, 10]),
+    )
+    .unwrap();
+    assert_eq!(sub.values, a.values);
+    // standard error by hand from the per-user recall@10 of the sampled users
+    let per_user: Vec<f64> = picked
+        .iter()
+        .map(|&u| {
+            let one = UserItems::from_pairs(
+                n_users,
+                &truth.row(u).iter().map(|&i| (u, i)).collect::<Vec<_>>(),
+            );
+            evaluate(&s, &one, &[], &opts(&[10]))
+                .unwrap()
+                .get("recall@10")
+                .unwrap()
+        })
+        .collect();
+    let n = per_user.len() as f64;
+    let mean = per_user.iter().sum::<f64>() / n;
+    let var = per_user.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let big_n = with_truth as f64;
+    let want = (var / n * (big_n - n) / (big_n - 1.0)).sqrt();
+    assert!(
+        (a.se["recall@10"] - want).abs() < 1e-12,
+        "{} vs {want}",
+        a.se["recall@10"]
+    );
+    assert!((a.get("recall@10").unwrap() - mean).abs() < 1e-12);
+    // a sample at least as large as the split is the full, exact evaluation
+    assert_eq!(
+        evaluate(&s, &truth, &[], &sampled(n_users, 3)).unwrap(),
+        full
+    );
 }
 
 #[test]
@@ -299,7 +395,8 @@ fn bad_inputs_are_errors() {
     assert!(err(&opts(&[0, 5])).contains(">= 1"));
     assert!(err(&EvalOptions {
         ks: vec![5],
-        batch_users: 0
+        batch_users: 0,
+        ..Default::default()
     })
     .contains("batch_users"));
     // truth item 2 is outside the scorer's 2 items
@@ -427,6 +524,7 @@ fn timing_random_embeddings_amazon_shape() {
         let o = EvalOptions {
             ks: vec![5, 10, 20],
             batch_users: b,
+            ..Default::default()
         };
         let t = std::time::Instant::now();
         let m = evaluate(&s, &test, &[&train], &o).unwrap();

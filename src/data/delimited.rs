@@ -216,6 +216,17 @@ pub(crate) fn for_each_record(
     path: &Path,
     text: &str,
     opts: &DelimitedOptions,
+    f: impl FnMut(Record) -> Result<()>,
+) -> Result<()> {
+    for_each_record_from(path, text.as_bytes(), opts, f)
+}
+
+/// [`for_each_record`] over a stream of UTF-8 bytes (a byte-order mark is skipped):
+/// the file is never held whole in memory.
+pub(crate) fn for_each_record_from(
+    path: &Path,
+    input: impl std::io::Read,
+    opts: &DelimitedOptions,
     mut f: impl FnMut(Record) -> Result<()>,
 ) -> Result<()> {
     let mut builder = csv::ReaderBuilder::new();
@@ -228,12 +239,20 @@ pub(crate) fn for_each_record(
     if let Some(q) = opts.quote {
         builder.quote(q as u8);
     }
-    let mut reader = builder.from_reader(text.as_bytes());
+    let mut reader = builder.from_reader(input);
     let mut fields = csv::StringRecord::new();
     loop {
         let more = reader.read_record(&mut fields).map_err(|e| {
             let line = e.position().map_or(0, |p| p.line() as usize);
-            DataError::line(path, line, format!("cannot parse the record: {e}"))
+            match e.kind() {
+                csv::ErrorKind::Utf8 { .. } => DataError::line(
+                    path,
+                    line,
+                    "not valid UTF-8 text (for a latin-1 file, set data.delimited.encoding = \"latin-1\")",
+                ),
+                csv::ErrorKind::Io(io) => DataError::line(path, line, format!("cannot read: {io}")),
+                _ => DataError::line(path, line, format!("cannot parse the record: {e}")),
+            }
         })?;
         if !more {
             return Ok(());
@@ -439,7 +458,11 @@ fn read_side_table(
 /// configured.
 pub fn read_delimited(path: &Path, opts: &DelimitedOptions) -> Result<RawInteractions> {
     opts.validate()?;
-    let text = read_encoded(path, opts.encoding)?;
+    // UTF-8 (the default) is streamed from the file; latin-1 is decoded whole first
+    let text = match opts.encoding {
+        TextEncoding::Utf8 => None,
+        TextEncoding::Latin1 => Some(read_encoded(path, opts.encoding)?),
+    };
     let items_table = match &opts.items {
         Some(t) => Some(read_side_table(path, t, opts, "items")?),
         None => None,
@@ -477,7 +500,7 @@ pub fn read_delimited(path: &Path, opts: &DelimitedOptions) -> Result<RawInterac
     };
     let mut unknown_items = 0usize;
 
-    for_each_record(path, &text, opts, |rec| {
+    let on_record = |rec: Record| {
         let (lineno, fields) = (rec.line, rec.fields);
         match n_fields {
             None => {
@@ -539,7 +562,15 @@ pub fn read_delimited(path: &Path, opts: &DelimitedOptions) -> Result<RawInterac
         raw.users.push(user_ids.intern(user));
         raw.items.push(item_ids.intern(item));
         Ok(())
-    })?;
+    };
+    match &text {
+        Some(t) => for_each_record(path, t, opts, on_record)?,
+        None => {
+            let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+            let input = std::io::BufReader::with_capacity(1 << 20, file);
+            for_each_record_from(path, input, opts, on_record)?
+        }
+    }
     if unknown_items > 0 {
         tracing::info!(
             "{}: {unknown_items} interactions dropped: their item has no record in the items table",

@@ -17,6 +17,7 @@ pub mod prepare;
 pub mod recbole;
 pub mod rlmrec;
 pub mod stats;
+pub mod synth;
 
 pub use error::DataError;
 

@@ -19,6 +19,15 @@ pub struct Metrics {
     pub n_users: usize,
     /// `"recall@K"`, `"ndcg@K"`, `"precision@K"`, `"hit@K"` for every cut-off K.
     pub values: BTreeMap<String, f64>,
+    /// Set when only a random sample of the split's users was ranked
+    /// (`eval.sample_users`): how many users the split has (`n_users` were ranked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled_from: Option<usize>,
+    /// For a sampled evaluation, the standard error of every value as an estimate of the
+    /// value over all the split's users (`s / sqrt(n) * sqrt((N - n) / (N - 1))`: the
+    /// sample was drawn without replacement). Empty for a full evaluation, which is exact.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub se: BTreeMap<String, f64>,
 }
 
 impl Metrics {
@@ -92,7 +101,45 @@ impl<'a> UserMetrics<'a> {
                 values.insert(format!("{name}@{k}"), v);
             }
         }
-        Metrics { n_users, values }
+        Metrics {
+            n_users,
+            values,
+            ..Default::default()
+        }
+    }
+
+    /// Like [`finish`](Self::finish) for a sample of `n_users` users drawn without
+    /// replacement from `population`, with `squares` the column sums of squares: adds the
+    /// standard error of every mean (see [`Metrics::se`]).
+    pub fn finish_sampled(
+        &self,
+        sums: &[f64],
+        squares: &[f64],
+        n_users: usize,
+        population: usize,
+    ) -> Metrics {
+        let mut m = self.finish(sums, n_users);
+        m.sampled_from = Some(population);
+        let n = n_users as f64;
+        let fpc = if population > 1 {
+            ((population - n_users) as f64 / (population - 1) as f64).max(0.0)
+        } else {
+            0.0
+        };
+        for (j, &k) in self.ks.iter().enumerate() {
+            for (c, name) in NAMES.iter().enumerate() {
+                let col = NAMES.len() * j + c;
+                let se = if n_users > 1 {
+                    let mean = sums[col] / n;
+                    let var = ((squares[col] - n * mean * mean) / (n - 1.0)).max(0.0);
+                    (var / n * fpc).sqrt()
+                } else {
+                    f64::NAN
+                };
+                m.se.insert(format!("{name}@{k}"), se);
+            }
+        }
+        m
     }
 }
 
@@ -144,5 +191,24 @@ mod tests {
         assert_eq!(m.get("precision@2"), Some(0.125));
         assert_eq!(m.get("hit@2"), Some(1.0));
         assert_eq!(m.get("recall@5"), None);
+        assert!(m.sampled_from.is_none() && m.se.is_empty());
+    }
+
+    /// Per-user recall@2 values 1, 0, 0.5, 0.5 (mean 0.5, sample variance 1/6) from a
+    /// population of 10 users: se = sqrt(1/6 / 4 * 6/9) = sqrt(1/36) = 1/6.
+    #[test]
+    fn sampled_standard_errors_by_hand() {
+        let ks = [2];
+        let um = UserMetrics::new(&ks);
+        let sums = [2.0, 0.0, 0.0, 0.0];
+        let squares = [1.0 + 0.25 + 0.25, 0.0, 0.0, 0.0];
+        let m = um.finish_sampled(&sums, &squares, 4, 10);
+        assert_eq!(m.sampled_from, Some(10));
+        assert_eq!(m.get("recall@2"), Some(0.5));
+        assert!((m.se["recall@2"] - 1.0 / 6.0).abs() < 1e-12, "{:?}", m.se);
+        assert_eq!(m.se["ndcg@2"], 0.0);
+        // the whole population: no sampling error left
+        let all = um.finish_sampled(&sums, &squares, 4, 4);
+        assert_eq!(all.se["recall@2"], 0.0);
     }
 }

@@ -140,6 +140,7 @@ mod tests {
                 .iter()
                 .map(|k| (k.to_string(), r))
                 .collect(),
+            ..Default::default()
         };
         let rec = |v: &str, seed: u64, r: f64| RunRecord {
             variant: v.into(),

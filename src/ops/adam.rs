@@ -90,6 +90,14 @@ impl Adam {
         self.t
     }
 
+    /// Changes the learning rate for the following steps (warm-up, large batches).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.cfg.lr = lr;
+        if let Inner::Generic(opt) = &mut self.inner {
+            opt.set_learning_rate(lr);
+        }
+    }
+
     /// Step count and first/second moments of every variable (CPU only; `None` elsewhere).
     pub fn state(&self) -> Option<AdamState> {
         match &self.inner {

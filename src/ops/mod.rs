@@ -1,14 +1,17 @@
 //! Fused candle custom ops for the hot paths (see ../shared/STACK.md for the measurements
 //! that motivated them): multi-layer sparse propagation with its backward, and an
-//! in-place Adam update.
+//! in-place Adam update; for tables whose gradient reaches only a batch's rows, a
+//! row-sparse BPR gradient and a row-wise lazy Adam.
 
 pub mod adam;
 pub mod adaptive;
 pub mod bpr;
+pub mod bpr_rows;
 pub mod dense;
 pub mod edge_attention;
 pub mod fastmath;
 pub mod gram_identity;
+pub mod lazy_adam;
 pub mod linear;
 pub mod propagate;
 pub mod rowwise;

@@ -12,6 +12,7 @@
 /// The batch type, from `step` (its old path, kept for callers).
 pub use crate::step::batch;
 pub mod checkpoint;
+pub mod lazy_step;
 pub mod loss;
 pub mod model;
 pub mod sampler;
@@ -244,10 +245,7 @@ pub fn train(
     let test = if cfg.train.evaluate_test {
         evaluate_split(model, ds, "test", cfg)?
     } else {
-        Metrics {
-            n_users: 0,
-            values: Default::default(),
-        }
+        Metrics::default()
     };
     run.log(&EvalLine {
         epoch: best_epoch,
@@ -279,16 +277,44 @@ pub struct Diverged {
     pub step: usize,
 }
 
+/// The optimiser of a training run (`train.optimizer`).
+enum Optimizer {
+    /// Adam over every parameter, from autograd's dense gradients (the protocol).
+    Dense(Adam),
+    /// MF without an alignment: BPR's row-sparse gradient and lazy Adam, in one pass.
+    Lazy(Box<lazy_step::LazyTable>),
+}
+
+impl Optimizer {
+    fn steps(&self) -> u64 {
+        match self {
+            Optimizer::Dense(a) => a.steps(),
+            Optimizer::Lazy(l) => l.adam.steps(),
+        }
+    }
+    fn set_lr(&mut self, lr: f64) {
+        match self {
+            Optimizer::Dense(a) => a.set_lr(lr),
+            Optimizer::Lazy(l) => l.adam.set_lr(lr),
+        }
+    }
+}
+
 /// Runs training epochs: sampling, forward, backward and the optimiser step.
 pub struct EpochRunner {
     sampler: BprSampler,
     sample_rng: Rng,
     step_rng: Rng,
-    adam: Adam,
+    optimizer: Optimizer,
     batch_size: usize,
+    /// The learning rate after scaling for the batch size, before warm-up.
+    lr: f64,
+    warmup_steps: usize,
     extra_reg: Option<f64>,
     /// Optimiser steps taken in the last epoch.
     pub steps_last_epoch: usize,
+    /// Seconds the last epoch spent drawing its triples (the rest went to steps).
+    pub sample_seconds_last_epoch: f64,
 }
 
 impl EpochRunner {
@@ -300,9 +326,22 @@ impl EpochRunner {
             .flat_map(|u| train_ui.row(u).iter().map(move |&i| (u, i)))
             .collect();
         let sampler = BprSampler::new(pairs, train_ui, ds.n_items())?;
+        let batch_size = t.effective_batch(sampler.n_pairs());
+        let lr = t.scaled_lr(batch_size);
+        if batch_size != t.batch_size {
+            tracing::info!(
+                "train.steps_per_epoch = {}: batches of {batch_size} (not {}), learning rate \
+                 {lr:.3e} ({:?} scaling of {:e}), warm-up over {} steps",
+                t.steps_per_epoch,
+                t.batch_size,
+                t.lr_scaling,
+                t.lr,
+                t.warmup_steps
+            );
+        }
         let reg_in_optimizer = model.device().is_cpu();
         let adam_cfg = AdamConfig {
-            lr: t.lr,
+            lr,
             beta1: t.adam.beta1,
             beta2: t.adam.beta2,
             eps: t.adam.eps,
@@ -312,15 +351,33 @@ impl EpochRunner {
                 0.0
             },
         };
-        let adam = Adam::new(model.params().into_iter().map(|p| p.1).collect(), adam_cfg)?;
+        let optimizer = match t.optimizer {
+            crate::config::OptimizerKind::Adam => Optimizer::Dense(Adam::new(
+                model.params().into_iter().map(|p| p.1).collect(),
+                adam_cfg,
+            )?),
+            crate::config::OptimizerKind::LazyAdam => {
+                let params = model.params();
+                if model.backbone.name() != "mf" || params.len() != 1 || !reg_in_optimizer {
+                    anyhow::bail!(
+                        "train.optimizer = \"lazy_adam\" needs mf without an alignment, on the CPU"
+                    );
+                }
+                let (n, d) = params[0].1.dims2()?;
+                Optimizer::Lazy(Box::new(lazy_step::LazyTable::new(n, d, adam_cfg)))
+            }
+        };
         Ok(Self {
             sampler,
             sample_rng: Rng::derive(t.seed, "sampler"),
             step_rng: Rng::derive(t.seed, "step"),
-            adam,
-            batch_size: t.batch_size,
+            optimizer,
+            batch_size,
+            lr,
+            warmup_steps: t.warmup_steps,
             extra_reg: (!reg_in_optimizer && cfg.model.reg > 0.0).then_some(cfg.model.reg),
             steps_last_epoch: 0,
+            sample_seconds_last_epoch: 0.0,
         })
     }
 
@@ -331,7 +388,15 @@ impl EpochRunner {
 
     /// Optimiser state for checkpoints (CPU only).
     pub fn adam_state(&self) -> Option<crate::ops::adam::AdamState> {
-        self.adam.state()
+        match &self.optimizer {
+            Optimizer::Dense(a) => a.state(),
+            Optimizer::Lazy(l) => Some(l.adam.state()),
+        }
+    }
+
+    /// Training interactions per optimiser step.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     /// Continues from a checkpoint's generators and optimiser state.
@@ -345,17 +410,66 @@ impl EpochRunner {
     ) -> anyhow::Result<()> {
         self.sample_rng = Rng::from_state(sample);
         self.step_rng = Rng::from_state(step);
-        self.adam.set_state(adam_steps, m, v)?;
+        match &mut self.optimizer {
+            Optimizer::Dense(a) => a.set_state(adam_steps, m, v)?,
+            Optimizer::Lazy(l) => l.adam.set_state(adam_steps, m, v)?,
+        }
         Ok(())
     }
 
     /// One epoch over all training interactions; returns the summed loss terms by name.
     pub fn run(&mut self, model: &mut Model) -> anyhow::Result<Vec<(String, f64)>> {
+        self.run_steps(model, usize::MAX)
+    }
+
+    /// Optimiser steps in a full epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.sampler.n_pairs().div_ceil(self.batch_size)
+    }
+
+    /// The first `max_steps` steps of an epoch (all of it when it has fewer): benchmarks
+    /// time a part of an epoch too long to run whole.
+    pub fn run_steps(
+        &mut self,
+        model: &mut Model,
+        max_steps: usize,
+    ) -> anyhow::Result<Vec<(String, f64)>> {
         let device = model.device().clone();
+        let t0 = Instant::now();
         let triples = self.sampler.epoch(&mut self.sample_rng);
+        self.sample_seconds_last_epoch = t0.elapsed().as_secs_f64();
         let mut sums: Vec<(String, f64)> = Vec::new();
         self.steps_last_epoch = 0;
-        for chunk in triples.chunks(self.batch_size) {
+        for chunk in triples.chunks(self.batch_size).take(max_steps) {
+            if self.warmup_steps > 0 {
+                let step = self.optimizer.steps() + 1;
+                let f = (step as f64 / self.warmup_steps as f64).min(1.0);
+                self.optimizer.set_lr(self.lr * f);
+            }
+            if let Optimizer::Lazy(lazy) = &mut self.optimizer {
+                let off = model.n_users as u32;
+                let users: Vec<u32> = chunk.iter().map(|t| t.0).collect();
+                let pos: Vec<u32> = chunk.iter().map(|t| t.1 + off).collect();
+                let neg: Vec<u32> = chunk.iter().map(|t| t.2 + off).collect();
+                let v = lazy.step(model.backbone.table(), &users, &pos, &neg)? as f64;
+                if !v.is_finite() {
+                    return Err(Diverged {
+                        term: "bpr".into(),
+                        value: v,
+                        step: self.steps_last_epoch + 1,
+                    }
+                    .into());
+                }
+                match sums.first_mut() {
+                    Some(s) => s.1 += v,
+                    None => sums.push(("bpr".into(), v)),
+                }
+                self.steps_last_epoch += 1;
+                continue;
+            }
+            let Optimizer::Dense(adam) = &mut self.optimizer else {
+                unreachable!("the lazy optimiser's steps continue above")
+            };
             let batch = Batch::new(chunk, model.n_users, &device)?;
             let mut terms = model.step_losses(&batch, &mut self.step_rng)?;
             if let Some(reg) = self.extra_reg {
@@ -383,7 +497,7 @@ impl EpochRunner {
                 }
             }
             let grads = total.backward()?;
-            self.adam.step(&grads)?;
+            adam.step(&grads)?;
             self.steps_last_epoch += 1;
         }
         Ok(sums)

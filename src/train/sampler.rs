@@ -35,12 +35,13 @@ impl BprSampler {
 
     /// All triples of one epoch, shuffled.
     pub fn epoch(&self, rng: &mut Rng) -> Vec<(u32, u32, u32)> {
-        let mut order: Vec<u32> = (0..self.pairs.len() as u32).collect();
-        rng.shuffle(&mut order);
-        order
+        // the shuffle's swaps depend on the length alone: shuffling the pairs themselves
+        // gives `pairs[order[k]]` of a shuffled index list, one indirection fewer
+        let mut shuffled = self.pairs.clone();
+        rng.shuffle(&mut shuffled);
+        shuffled
             .into_iter()
-            .map(|k| {
-                let (u, i) = self.pairs[k as usize];
+            .map(|(u, i)| {
                 let row = self.train.row(u);
                 let neg = loop {
                     let j = rng.uniform_usize(self.n_items) as u32;

@@ -192,6 +192,61 @@ enum DataCommand {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Write synthetic interactions (power-law activity and popularity, planted taste
+    /// clusters; deterministic by seed) for scale benchmarks and tests. Train on them with
+    /// `--set data.name=synth --set data.path=FILE`.
+    Synth {
+        /// Distinct interactions to write, e.g. 4000000 (or 4M, 64M).
+        #[arg(long, value_parser = parse_count)]
+        interactions: usize,
+        /// Seed of every random choice.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output file (TSV: `user<TAB>item` after one `#` line).
+        #[arg(long)]
+        out: PathBuf,
+        /// Users (default interactions / 24).
+        #[arg(long, value_parser = parse_count)]
+        users: Option<usize>,
+        /// Items (default interactions / 96).
+        #[arg(long, value_parser = parse_count)]
+        items: Option<usize>,
+        /// Zipf exponent of user activity over rank.
+        #[arg(long, default_value_t = 0.7)]
+        user_exponent: f64,
+        /// Zipf exponent of item popularity over rank.
+        #[arg(long, default_value_t = 0.75)]
+        item_exponent: f64,
+        /// Fewest interactions of a user.
+        #[arg(long, default_value_t = 5)]
+        min_user_degree: usize,
+        /// Taste clusters (0: sqrt(items) / 4).
+        #[arg(long, default_value_t = 0)]
+        clusters: usize,
+        /// Probability that an interaction comes from the user's own cluster.
+        #[arg(long, default_value_t = 0.5)]
+        affinity: f64,
+        /// Replace an existing output file.
+        #[arg(long)]
+        overwrite: bool,
+    },
+}
+
+/// `4000000`, `4_000_000`, `4M`, `250k`.
+fn parse_count(s: &str) -> Result<usize, String> {
+    let t = s.trim().replace('_', "");
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1_000f64),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1_000_000f64),
+        Some('g' | 'G' | 'b' | 'B') => (&t[..t.len() - 1], 1_000_000_000f64),
+        _ => (t.as_str(), 1f64),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 && v * mult < 4e9 => Ok((v * mult).round() as usize),
+        _ => Err(format!(
+            "expected a count such as 4000000, 4M or 250k (below 4 billion), got `{s}`"
+        )),
+    }
 }
 
 fn main() {
@@ -503,6 +558,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let ds = load_dataset(&cfg.data)?;
             println!("{}", stats(&ds));
+        }
+        Command::Data {
+            command:
+                DataCommand::Synth {
+                    interactions,
+                    seed,
+                    out,
+                    users,
+                    items,
+                    user_exponent,
+                    item_exponent,
+                    min_user_degree,
+                    clusters,
+                    affinity,
+                    overwrite,
+                },
+        } => {
+            let opts = darec::data::synth::SynthOptions {
+                interactions,
+                users,
+                items,
+                user_exponent,
+                item_exponent,
+                min_user_degree,
+                clusters,
+                affinity,
+                seed,
+            };
+            let r = darec::data::synth::generate(&opts, &out, overwrite)?;
+            println!(
+                "{} interactions of {} users x {} items ({} clusters), {:.1} MiB, {:.1} s -> {}",
+                r.interactions,
+                r.users,
+                r.items,
+                r.clusters,
+                r.bytes as f64 / (1 << 20) as f64,
+                r.seconds,
+                out.display()
+            );
+            println!(
+                "train on it: darec train --set data.name=synth --set data.path={} \
+                 --set model.backbone=lightgcn",
+                out.display()
+            );
         }
     }
     Ok(())
