@@ -19,6 +19,7 @@ pub mod backbone;
 pub mod cache;
 pub mod config;
 pub mod curves;
+pub mod curves_compare;
 pub mod data;
 pub mod eval;
 pub mod experiment;

@@ -162,7 +162,20 @@ pub fn open_trained(dir: &Path) -> anyhow::Result<(Config, Dataset, Model)> {
 
 /// Re-evaluates a saved run on `split` ("test" or "valid") from its config and model.
 pub fn eval_run(dir: &Path, split: &str) -> anyhow::Result<(Config, Metrics)> {
-    let (cfg, ds) = open_run_data(dir)?;
+    eval_run_sampled(dir, split, None)
+}
+
+/// [`eval_run`] with the run's `eval.sample_users` replaced when `sample_users` is given
+/// (`Some(0)`: every user).
+pub fn eval_run_sampled(
+    dir: &Path,
+    split: &str,
+    sample_users: Option<usize>,
+) -> anyhow::Result<(Config, Metrics)> {
+    let (mut cfg, ds) = open_run_data(dir)?;
+    if let Some(n) = sample_users {
+        cfg.eval.sample_users = n;
+    }
     if cfg.model.backbone == "mostpop" {
         let train_ui = ds.user_items(&ds.train);
         let pop = MostPop::fit(&train_ui, ds.n_items());

@@ -60,6 +60,10 @@ struct EvalLine<'a> {
     losses: BTreeMap<String, f64>,
     epoch_seconds: f64,
     eval_seconds: f64,
+    /// Training and validation time so far (resumed runs count their earlier part), the
+    /// x axis of `darec plot --x seconds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    elapsed_seconds: Option<f64>,
     best: bool,
 }
 
@@ -185,6 +189,7 @@ pub fn train(
                 losses: losses.clone(),
                 epoch_seconds: this_epoch,
                 eval_seconds: this_eval,
+                elapsed_seconds: Some(epoch_time + eval_time),
                 best: improved,
             })?;
             let (best_score, best_epoch) = match (improved, best.as_ref()) {
@@ -254,6 +259,7 @@ pub fn train(
         losses: BTreeMap::new(),
         epoch_seconds: 0.0,
         eval_seconds: 0.0,
+        elapsed_seconds: None,
         best: true,
     })?;
     Ok(TrainOutcome {

@@ -77,6 +77,15 @@ mod tests {
                 assert!(n < 5);
             }
         }
+        // shuffling the pairs is shuffling indices into them (the order the published runs
+        // were trained in): the same triples from the same generator state
+        let mut a = Rng::new(9);
+        let mut b = Rng::new(9);
+        let mut order: Vec<u32> = (0..pairs.len() as u32).collect();
+        b.shuffle(&mut order);
+        let by_index: Vec<(u32, u32)> = order.iter().map(|&k| pairs[k as usize]).collect();
+        let got: Vec<(u32, u32)> = s.epoch(&mut a).iter().map(|t| (t.0, t.1)).collect();
+        assert_eq!(got, by_index);
         let full = UserItems::from_pairs(1, &[(0, 0), (0, 1)]);
         assert!(BprSampler::new(vec![(0, 0), (0, 1)], full, 2).is_err());
     }

@@ -54,6 +54,10 @@ enum Command {
         /// Split to evaluate: test or valid.
         #[arg(long, default_value = "test")]
         split: String,
+        /// Rank every item for only this many users of the split (a fixed random sample),
+        /// with standard errors; 0 ranks every user. Default: as the run was trained.
+        #[arg(long)]
+        sample_users: Option<usize>,
     },
     /// Run a grid of variants x seeds and write one table with mean ± std and the change
     /// against a reference variant (see configs/compare-*.toml).
@@ -310,6 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("Test split (best validation weights):\n");
                 println!("{}", markdown_table(&[(label, r.test.clone())]));
+                print_sampling(&r.test);
             }
             if let Some(t) = &r.training {
                 println!(
@@ -324,15 +329,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("run saved to {}", r.run_dir.display());
         }
-        Command::Eval { run, split } => {
-            let (cfg, m) = darec::pipeline::eval_run(&run, &split)?;
+        Command::Eval {
+            run,
+            split,
+            sample_users,
+        } => {
+            let (cfg, m) = darec::pipeline::eval_run_sampled(&run, &split, sample_users)?;
             let label = format!(
                 "{} {} seed {} ({split})",
                 cfg.data.name,
                 cfg.label(),
                 cfg.train.seed
             );
-            println!("{}", markdown_table(&[(label, m)]));
+            println!("{}", markdown_table(&[(label, m.clone())]));
+            print_sampling(&m);
         }
         Command::Compare {
             config,
@@ -605,6 +615,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// For metrics from a sample of users: how many, of how many, and each metric's
+/// standard error.
+fn print_sampling(m: &darec::eval::Metrics) {
+    if let Some(all) = m.sampled_from {
+        let se: Vec<String> = ["recall@20", "ndcg@20", "recall@10", "ndcg@10"]
+            .iter()
+            .filter_map(|k| m.se.get(*k).map(|s| format!("{k} ± {s:.4}")))
+            .collect();
+        println!(
+            "ranked for a sample of {} of the split's {all} users; standard errors: {}",
+            m.n_users,
+            se.join(", ")
+        );
+    }
 }
 
 fn stem(p: &std::path::Path) -> String {

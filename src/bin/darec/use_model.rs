@@ -124,12 +124,19 @@ pub enum UseCommand {
     },
     /// Training curves of a run (each loss term, validation metrics) as PNG and SVG.
     Plot {
-        /// Run directory.
-        #[arg(long)]
-        run: PathBuf,
-        /// Output file stem (default: <run>/curves).
+        /// Run directory; give it more than once to compare runs on one chart.
+        #[arg(long, required = true)]
+        run: Vec<PathBuf>,
+        /// Output file stem (default: <run>/curves; comparisons: <first run>/compare).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Compare runs' validation metric against `epoch` or wall time (`seconds`).
+        /// Without it, one run's losses and metrics are drawn against epochs.
+        #[arg(long, value_enum)]
+        x: Option<darec::curves_compare::XAxis>,
+        /// The metric of a comparison.
+        #[arg(long, default_value = "recall@20")]
+        metric: String,
     },
     /// Serve the run over HTTP: /recommend, /similar, /items, /explain, /health, /metrics, /.
     Serve {
@@ -290,9 +297,22 @@ pub fn run(cmd: UseCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        UseCommand::Plot { run, out } => {
-            let stem = out.unwrap_or_else(|| run.join("curves"));
-            darec::curves::plot_run(&run, &stem)?;
+        UseCommand::Plot {
+            run,
+            out,
+            x,
+            metric,
+        } => {
+            let stem = if run.len() == 1 && x.is_none() {
+                let stem = out.unwrap_or_else(|| run[0].join("curves"));
+                darec::curves::plot_run(&run[0], &stem)?;
+                stem
+            } else {
+                let stem = out.unwrap_or_else(|| run[0].join("compare"));
+                let x = x.unwrap_or(darec::curves_compare::XAxis::Epoch);
+                darec::curves_compare::plot_runs(&run, &metric, x, &stem)?;
+                stem
+            };
             println!(
                 "wrote {} and {}",
                 stem.with_extension("png").display(),
