@@ -306,6 +306,14 @@ impl Config {
                 self.label()
             );
         }
+        if t.steps_per_epoch > 0 && self.align.kind == crate::align::AlignKind::RlmrecCon {
+            bail!(
+                "train.steps_per_epoch does not apply to align.kind = \"rlmrec_con\": its item \
+                 term compares every pair of a batch's items, so its time and memory grow with \
+                 the square of the batch, which steps_per_epoch grows with the data. Train it \
+                 with batches of train.batch_size (steps_per_epoch = 0)"
+            );
+        }
         if self.align.kind != crate::align::AlignKind::None && self.model.backbone == "mostpop" {
             bail!("mostpop has no embeddings to align: use a trainable backbone with align.kind");
         }

@@ -210,7 +210,7 @@ fn steps_per_epoch_with_every_backbone() {
 }
 
 #[test]
-fn lazy_adam_is_refused_where_it_does_not_apply() {
+fn the_switches_are_refused_where_they_do_not_apply() {
     for set in [
         vec![
             "model.backbone=\"lightgcn\"",
@@ -230,6 +230,16 @@ fn lazy_adam_is_refused_where_it_does_not_apply() {
             "{e}"
         );
     }
+    let set: Vec<String> = [
+        "train.steps_per_epoch=16",
+        "align.kind=\"rlmrec_con\"",
+        "align.vectors=\"x.safetensors\"",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let e = format!("{:#}", Config::load(None, &set).unwrap_err());
+    assert!(e.contains("steps_per_epoch") && e.contains("square of the batch"), "{e}");
     let e = format!(
         "{:#}",
         Config::load(None, &["train.optimizer=\"sparse\"".into()]).unwrap_err()
