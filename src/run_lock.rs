@@ -38,38 +38,78 @@ pub struct RunLock {
     _file: File,
 }
 
+/// Name of the lock file of a run's added items (`added-items.jsonl`): held by a serving
+/// process for its lifetime, and by `darec add-item` while it adds.
+pub const ITEMS_LOCK_FILE: &str = ".items.lock";
+
+/// Another process is adding items to the run.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{dir}: another darec process{by} is adding items to this run (a running `darec serve`?): \
+     add the item through its POST /items, or stop it first",
+    dir = .dir.display(),
+    by = .pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+)]
+pub struct ItemsBusy {
+    pub dir: PathBuf,
+    pub pid: Option<u32>,
+}
+
 impl RunLock {
+    /// Takes the lock of a run's added items (see [`ITEMS_LOCK_FILE`]), or returns
+    /// [`ItemsBusy`] (as the error) when another process holds it. Never blocks.
+    pub fn acquire_items(dir: &Path) -> anyhow::Result<Self> {
+        Self::take(dir, ITEMS_LOCK_FILE).map_err(|e| match e {
+            Taken::Busy(pid) => ItemsBusy {
+                dir: dir.to_path_buf(),
+                pid,
+            }
+            .into(),
+            Taken::Failed(e) => e,
+        })
+    }
+
     /// Creates `dir` if needed and takes its lock, or returns [`RunBusy`] (as the error)
     /// when another process holds it. Never blocks.
     pub fn acquire(dir: &Path) -> anyhow::Result<Self> {
+        Self::take(dir, LOCK_FILE).map_err(|e| match e {
+            Taken::Busy(pid) => RunBusy {
+                dir: dir.to_path_buf(),
+                pid,
+            }
+            .into(),
+            Taken::Failed(e) => e,
+        })
+    }
+
+    fn take(dir: &Path, name: &str) -> Result<Self, Taken> {
         std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create run directory", dir.display()))?;
-        let path = dir.join(LOCK_FILE);
+            .with_context(|| format!("{}: cannot create run directory", dir.display()))
+            .map_err(Taken::Failed)?;
+        let path = dir.join(name);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
-            .with_context(|| format!("{}: cannot open", path.display()))?;
+            .with_context(|| format!("{}: cannot open", path.display()))
+            .map_err(Taken::Failed)?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(RunBusy {
-                    dir: dir.to_path_buf(),
-                    pid: holder(&mut file),
-                }
-                .into())
-            }
+            Err(TryLockError::WouldBlock) => return Err(Taken::Busy(holder(&mut file))),
             Err(TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("{}: cannot lock", path.display()))
+                return Err(Taken::Failed(
+                    anyhow::Error::from(e).context(format!("{}: cannot lock", path.display())),
+                ))
             }
         }
         // the holder's pid, for the message another process prints
         file.set_len(0)
             .and_then(|_| file.rewind())
             .and_then(|_| writeln!(file, "{}", std::process::id()))
-            .with_context(|| format!("{}: cannot write", path.display()))?;
+            .with_context(|| format!("{}: cannot write", path.display()))
+            .map_err(Taken::Failed)?;
         Ok(Self { _file: file })
     }
 
@@ -90,6 +130,12 @@ impl RunLock {
             }
         }
     }
+}
+
+/// Why a lock was not taken: held by another process (its pid), or an error.
+enum Taken {
+    Busy(Option<u32>),
+    Failed(anyhow::Error),
 }
 
 fn holder(file: &mut File) -> Option<u32> {
@@ -130,6 +176,20 @@ mod tests {
         assert!(!RunLock::is_busy(&dir).unwrap());
         let again = RunLock::acquire(&dir).unwrap();
         drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The items lock is separate from the training lock, and names what to do instead.
+    #[test]
+    fn items_lock_is_its_own() {
+        let dir = tmp("items");
+        let run = RunLock::acquire(&dir).unwrap();
+        let items = RunLock::acquire_items(&dir).unwrap();
+        let err = RunLock::acquire_items(&dir).unwrap_err();
+        assert!(err.downcast_ref::<ItemsBusy>().is_some());
+        assert!(format!("{err}").contains("POST /items"), "{err}");
+        assert!(!is_busy_error(&err), "not a busy training run");
+        drop((run, items));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -239,7 +239,10 @@ fn the_switches_are_refused_where_they_do_not_apply() {
     .map(|s| s.to_string())
     .collect();
     let e = format!("{:#}", Config::load(None, &set).unwrap_err());
-    assert!(e.contains("steps_per_epoch") && e.contains("square of the batch"), "{e}");
+    assert!(
+        e.contains("steps_per_epoch") && e.contains("square of the batch"),
+        "{e}"
+    );
     let e = format!(
         "{:#}",
         Config::load(None, &["train.optimizer=\"sparse\"".into()]).unwrap_err()

@@ -559,6 +559,136 @@ fn items_added_from_text_are_recommendable_and_kept() {
     assert_eq!(again.similar("new-space", 3).unwrap().len(), 3);
 }
 
+/// A copy of the served run (its files, not its subfolders) under another name.
+fn copy_run(run: &Path, name: &str) -> PathBuf {
+    let copy = run.with_file_name(name);
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::create_dir_all(&copy).unwrap();
+    for e in std::fs::read_dir(run).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() && e.file_name() != "added-items.jsonl" {
+            std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+        }
+    }
+    copy
+}
+
+fn darec_cli(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_darec"));
+    c.args(["--log", "warn"]).args(args);
+    c.env("DAREC_CACHE", inputs::cache_dir());
+    c
+}
+
+/// Issue 37, defect 1: a record cut short by a kill (the old two-write record left a
+/// line without its end, and the next item was glued onto it) is set aside at start, with
+/// every whole record kept; the next item starts on a line of its own; and an item
+/// acknowledged just before a kill is there after the restart.
+#[test]
+fn a_torn_added_item_record_is_set_aside_and_no_acknowledged_item_is_lost() {
+    let Some(run) = run_dir() else { return };
+    let copy = copy_run(run, "run-torn");
+    let mut r = load(&copy);
+    r.add_item(Some("kept-1"), "a space adventure number 90", None)
+        .unwrap();
+    drop(r);
+    let path = copy.join("added-items.jsonl");
+    let whole = std::fs::read(&path).unwrap();
+    // what a kill between the record and its line end used to leave
+    let mut torn = whole.clone();
+    torn.extend_from_slice(br#"{"id":"lost","text":"a war dra"#);
+    std::fs::write(&path, &torn).unwrap();
+    let mut r = load(&copy);
+    assert_eq!(r.n_added(), 1, "the whole record is kept");
+    assert_eq!(std::fs::read(&path).unwrap(), whole, "the torn tail is cut");
+    let side = std::fs::read_to_string(copy.join("added-items.torn")).unwrap();
+    assert!(side.contains(r#""id":"lost""#), "{side}");
+    r.add_item(Some("kept-2"), "a war drama number 91", None)
+        .unwrap();
+    drop(r);
+    let again = load(&copy);
+    assert_eq!(again.n_added(), 2);
+    assert!(again.similar("kept-2", 3).is_ok());
+    drop(again);
+    // a kill right after the record is written (before the answer): kept
+    let out = darec_cli(&[
+        "add-item",
+        "--run",
+        copy.to_str().unwrap(),
+        "--id",
+        "killed",
+    ])
+    .args(["--text", "an animated family film number 92"])
+    .env("DAREC_FAULT_KILL_AT", "1")
+    .output()
+    .unwrap();
+    assert!(!out.status.success(), "killed at the kill point");
+    let again = load(&copy);
+    assert_eq!(again.n_added(), 3, "the synced record survives the kill");
+    assert!(again.similar("killed", 3).is_ok());
+}
+
+/// Issue 37, defect 1: a running server is the one writer of its run's added items, so
+/// `darec add-item` on the same run is refused (and says what to do) instead of adding
+/// an item the server does not know of.
+#[test]
+fn add_item_is_refused_while_a_server_writes_the_run() {
+    let Some(run) = run_dir() else { return };
+    let copy = copy_run(run, "run-locked");
+    use std::io::BufRead;
+    let mut child = darec_cli(&[
+        "serve",
+        "--run",
+        copy.to_str().unwrap(),
+        "--addr",
+        "127.0.0.1:0",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("serving"), "{line}");
+    let cli = darec_cli(&[
+        "add-item",
+        "--run",
+        copy.to_str().unwrap(),
+        "--text",
+        "a war drama",
+    ])
+    .output()
+    .unwrap();
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    child.wait().unwrap();
+    let err = String::from_utf8_lossy(&cli.stderr);
+    assert!(
+        !cli.status.success() && err.contains("POST /items"),
+        "{err}"
+    );
+    assert!(
+        !copy.join("added-items.jsonl").exists(),
+        "nothing was added"
+    );
+    // with the server gone, the same command adds the item
+    let ok = darec_cli(&[
+        "add-item",
+        "--run",
+        copy.to_str().unwrap(),
+        "--text",
+        "a war drama",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
 #[test]
 fn the_binary_serves_and_stops_cleanly_on_sigterm() {
     let Some(run) = run_dir() else { return };

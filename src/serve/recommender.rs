@@ -125,6 +125,64 @@ pub struct Recommender {
     options: LoadOptions,
     mean_item_norm: f32,
     mean_user_norm: f32,
+    /// The lock of `added-items.jsonl`, once this process writes it (a server takes it
+    /// at start; `add-item` at its first item), so that two processes never append
+    /// items the other does not know of.
+    items_lock: Option<crate::run_lock::RunLock>,
+}
+
+/// The file of a run's items added from text.
+pub const ADDED_ITEMS: &str = "added-items.jsonl";
+
+/// Where a torn last record of [`ADDED_ITEMS`] is set aside.
+pub const TORN_ITEMS: &str = "added-items.torn";
+
+/// The length of the part of `bytes` (the content of `path`) made of whole records. A
+/// tail after it (a last line without its end, or a last line that is not a record) is
+/// appended to [`TORN_ITEMS`] beside it, and `path` is rewritten without it (atomically).
+fn set_aside_torn_tail(path: &Path, bytes: &[u8]) -> anyhow::Result<usize> {
+    let mut whole = match bytes.iter().rposition(|&b| b == b'\n') {
+        Some(p) => p + 1,
+        None => 0,
+    };
+    // a whole last line that is not a record is torn too (cut inside a multi-byte
+    // character, or a line end written by an older version alone)
+    if whole == bytes.len() && whole > 0 {
+        let start = bytes[..whole - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let last = &bytes[start..whole - 1];
+        if !last.iter().all(u8::is_ascii_whitespace)
+            && serde_json::from_slice::<AddedItem>(last).is_err()
+        {
+            // only when it is the last one; a bad line in the middle is an error
+            whole = start;
+        }
+    }
+    if whole == bytes.len() {
+        return Ok(whole);
+    }
+    let side = path.with_file_name(TORN_ITEMS);
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&side)
+        .with_context(|| format!("{}: cannot open", side.display()))?;
+    f.write_all(&bytes[whole..])
+        .and_then(|_| f.write_all(b"\n"))
+        .and_then(|_| f.sync_data())
+        .with_context(|| format!("{}: cannot write", side.display()))?;
+    crate::run::write_atomic(path, &bytes[..whole])?;
+    tracing::warn!(
+        "{}: its last line was not a whole record ({} bytes; an interrupted write) and was \
+         set aside in {}; every whole record is kept",
+        path.display(),
+        bytes.len() - whole,
+        side.display()
+    );
+    Ok(whole)
 }
 
 /// `id -> index` of a list of ids.
@@ -199,6 +257,7 @@ impl Recommender {
             options,
             mean_item_norm,
             mean_user_norm,
+            items_lock: None,
         };
         r.replay_added()?;
         Ok(r)
@@ -651,25 +710,39 @@ impl Recommender {
         })
     }
 
+    /// Takes the lock of this run's added items for as long as this value lives (a
+    /// server calls it at start): another process's `add-item` is then refused instead
+    /// of appending items this one does not know of. Items added since this value was
+    /// loaded are read again first.
+    pub fn hold_items_lock(&mut self) -> anyhow::Result<()> {
+        if self.items_lock.is_none() {
+            self.items_lock = Some(crate::run_lock::RunLock::acquire_items(&self.run_dir)?);
+            self.replay_added()?;
+        }
+        Ok(())
+    }
+
     /// Adds a prepared item and keeps it in `added-items.jsonl`; returns its id and the
-    /// method that made its vector.
+    /// method that made its vector. The record is written whole in one write and synced
+    /// to disk before this returns, so an item that was acknowledged survives a kill.
     pub fn commit_item(&mut self, item: AddedItem) -> Result<(String, ColdMethod)> {
+        self.hold_items_lock()?;
         if self.item_index.contains_key(&item.id) {
             bad!("item `{}` already exists", item.id);
         }
-        let path = self.run_dir.join("added-items.jsonl");
+        let path = self.run_dir.join(ADDED_ITEMS);
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .with_context(|| format!("{}: cannot open", path.display()))?;
         use std::io::Write;
-        writeln!(
-            f,
-            "{}",
-            serde_json::to_string(&item).map_err(anyhow::Error::from)?
-        )
-        .with_context(|| format!("{}: cannot write", path.display()))?;
+        let mut line = serde_json::to_string(&item).map_err(anyhow::Error::from)?;
+        line.push('\n');
+        f.write_all(line.as_bytes())
+            .and_then(|_| f.sync_data())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        crate::fault::point("added item written");
         let out = (item.id.clone(), item.method);
         self.push_item(item);
         Ok(out)
@@ -694,18 +767,25 @@ impl Recommender {
         self.added_texts.push(a.text);
     }
 
-    /// Re-adds the items of `added-items.jsonl` (a torn last line is ignored).
+    /// Re-adds the items of `added-items.jsonl`. A torn last line (what a kill in the
+    /// middle of a write can leave: no line end, or not a whole record) is set aside in
+    /// `added-items.torn`, named in a warning, and cut from the file, so every whole
+    /// record is kept and the next one starts on a line of its own.
     fn replay_added(&mut self) -> Result<()> {
-        let path = self.run_dir.join("added-items.jsonl");
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let path = self.run_dir.join(ADDED_ITEMS);
+        let Ok(bytes) = std::fs::read(&path) else {
             return Ok(());
         };
+        let whole = set_aside_torn_tail(&path, &bytes)?;
+        let text = String::from_utf8_lossy(&bytes[..whole]);
         for (n, line) in text.lines().enumerate() {
             let Ok(a) = serde_json::from_str::<AddedItem>(line) else {
-                if n + 1 == text.lines().count() {
-                    break;
-                }
-                bail!("{}:{}: not an added item", path.display(), n + 1);
+                bail!(
+                    "{}:{}: not an added item (the file was edited or damaged: fix or remove \
+                     that line)",
+                    path.display(),
+                    n + 1
+                );
             };
             if a.vector.len() != self.dim || a.vector.iter().any(|x| !x.is_finite()) {
                 bail!(

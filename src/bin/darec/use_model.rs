@@ -211,6 +211,8 @@ pub fn run(cmd: UseCommand) -> anyhow::Result<()> {
             method,
         } => {
             let mut r = run.open()?;
+            // refused while a server (or another add-item) writes this run's items
+            r.hold_items_lock()?;
             let wanted: Vec<(Option<String>, String)> = match (text, jsonl) {
                 (Some(t), _) => vec![(id, t)],
                 (None, Some(path)) => {
@@ -328,7 +330,9 @@ pub fn run(cmd: UseCommand) -> anyhow::Result<()> {
             if !(timeout_s.is_finite() && timeout_s > 0.0) {
                 anyhow::bail!("--timeout-s must be a positive number of seconds");
             }
-            let r = run.open()?;
+            let mut r = run.open()?;
+            // this server is the one writer of the run's added items while it runs
+            r.hold_items_lock()?;
             // the request and blocking threads score with the same float mode as training
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
