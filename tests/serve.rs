@@ -689,6 +689,81 @@ fn add_item_is_refused_while_a_server_writes_the_run() {
     );
 }
 
+/// Issue 37, defect 2: the liked items of a fold-in are a set. Repeating an item (up to
+/// the catalogue's size) ranks exactly as naming it once, for both fold-in methods, over
+/// HTTP and in the CLI, and the answer says how many repeats were dropped; a list longer
+/// than the catalogue (or than MAX_LIKED) is a 400.
+#[test]
+fn fold_in_counts_each_liked_item_once() {
+    let Some(run) = run_dir() else { return };
+    let srv = Server::start(load(run), ServeOptions::default());
+    let a = srv.addr;
+    for method in ["fit", "closed"] {
+        let once = format!(r#"{{"items": ["i1"], "k": 10, "method": "{method}"}}"#);
+        let (st, one) = http(a, "POST", "/recommend", Some(&once));
+        assert_eq!(st, 200, "{one}");
+        assert_eq!(json(&one)["duplicates_dropped"], 0);
+        for n in [4, 80] {
+            let list: Vec<String> = (0..n).map(|_| "\"i1\"".to_string()).collect();
+            let body = format!(
+                r#"{{"items": [{}], "k": 10, "method": "{method}"}}"#,
+                list.join(",")
+            );
+            let (st, many) = http(a, "POST", "/recommend", Some(&body));
+            assert_eq!(st, 200, "{many}");
+            let (m, o) = (json(&many), json(&one));
+            assert_eq!(m["items"], o["items"], "{method}: {n} copies rank as one");
+            assert_eq!(m["duplicates_dropped"], n - 1);
+            assert_eq!(m["liked"].as_array().unwrap().len(), 1);
+        }
+    }
+    // the catalogue has 80 items: 81 entries are refused whatever they name
+    let list: Vec<String> = (0..81).map(|_| "\"i1\"".to_string()).collect();
+    let (st, body) = http(
+        a,
+        "POST",
+        "/recommend",
+        Some(&format!(r#"{{"items": [{}]}}"#, list.join(","))),
+    );
+    assert_eq!(st, 400, "{body}");
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 80"),
+        "{body}"
+    );
+    drop(srv);
+    let cli = |items: &str| {
+        let out = darec_cli(&[
+            "recommend",
+            "--run",
+            run.to_str().unwrap(),
+            "--items",
+            items,
+            "--k",
+            "10",
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (one, four) = (cli("i1"), cli("i1,i1,i1,i1"));
+    assert!(four.contains("3 repeated item(s) dropped"), "{four}");
+    let table = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with('|'))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(table(&one), table(&four));
+}
+
 #[test]
 fn the_binary_serves_and_stops_cleanly_on_sigterm() {
     let Some(run) = run_dir() else { return };
@@ -857,10 +932,16 @@ fn items_can_be_named_by_their_titles_on_ml100k() {
         rec.recommend_for_items(&ids, 10, method).unwrap()
     );
     // the liked items as understood, in the order given, beside the same ranking
-    let (named, recs) = rec.recommend_for_named_items(&liked, 10, method).unwrap();
-    let named: Vec<&str> = named.iter().map(|n| n.id.as_str()).collect();
+    let f = rec.recommend_for_named_items(&liked, 10, method).unwrap();
+    let named: Vec<&str> = f.liked.iter().map(|n| n.id.as_str()).collect();
     assert_eq!(named, ["1", "12"]);
-    assert_eq!(recs, rec.recommend_for_items(&ids, 10, method).unwrap());
+    assert_eq!(f.duplicates, 0);
+    assert_eq!(f.items, rec.recommend_for_items(&ids, 10, method).unwrap());
+    // an item named by its id and by its title is one liked item
+    let twice = ["1".to_string(), "toy story".to_string(), "12".to_string()];
+    let f = rec.recommend_for_named_items(&twice, 10, method).unwrap();
+    assert_eq!((f.liked.len(), f.duplicates), (2, 1));
+    assert_eq!(f.items, rec.recommend_for_items(&ids, 10, method).unwrap());
 
     // ML-100K lists Chasing Amy (1997) twice, as items 246 and 268
     let err = rec.similar("Chasing Amy", 5).unwrap_err();

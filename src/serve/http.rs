@@ -139,6 +139,10 @@ pub struct Ranked {
     /// For a new user folded in from their items: those items as understood (id, title).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liked: Option<Vec<NamedItem>>,
+    /// For a new user from liked items: entries that named an item named before, dropped
+    /// (the liked items are a set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicates_dropped: Option<usize>,
     pub items: Vec<Scored>,
 }
 
@@ -157,6 +161,7 @@ async fn recommend_get(
     Ok(Json(Ranked {
         user: Some(q.user),
         liked: None,
+        duplicates_dropped: None,
         items,
     }))
 }
@@ -200,17 +205,19 @@ async fn recommend_post(
             Ok(Json(Ranked {
                 user: None,
                 liked: None,
+                duplicates_dropped: None,
                 items,
             }))
         }
         (None, _) => {
             let method = parse_method::<FoldMethod>(&b.method)?.unwrap_or(FoldMethod::Auto);
             let rec = read(&app);
-            let (liked, items) = rec.recommend_for_named_items(&b.items, k, method)?;
+            let f = rec.recommend_for_named_items(&b.items, k, method)?;
             Ok(Json(Ranked {
                 user: None,
-                liked: Some(liked),
-                items,
+                liked: Some(f.liked),
+                duplicates_dropped: Some(f.duplicates),
+                items: f.items,
             }))
         }
     }
@@ -246,6 +253,7 @@ async fn history(
     Ok(Json(Ranked {
         user: Some(q.user),
         liked: None,
+        duplicates_dropped: None,
         items,
     }))
 }

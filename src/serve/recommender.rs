@@ -35,6 +35,19 @@ pub struct NamedItem {
     pub title: String,
 }
 
+/// The most liked items one fold-in request may name.
+pub const MAX_LIKED: usize = 1000;
+
+/// A new user folded in from the items they liked.
+#[derive(Debug, Clone)]
+pub struct FoldedIn {
+    /// The distinct liked items as understood, in the order first given.
+    pub liked: Vec<NamedItem>,
+    /// How many entries of the request named an item already named before.
+    pub duplicates: usize,
+    pub items: Vec<Scored>,
+}
+
 /// What can go wrong with a request: the caller's fault (unknown id, bad argument), or
 /// not (a model or file that cannot be read).
 #[derive(Debug, thiserror::Error)]
@@ -468,28 +481,51 @@ impl Recommender {
         k: usize,
         method: FoldMethod,
     ) -> Result<Vec<Scored>> {
-        Ok(self.recommend_for_named_items(liked, k, method)?.1)
+        Ok(self.recommend_for_named_items(liked, k, method)?.items)
     }
 
     /// As [`Self::recommend_for_items`], with the liked items as understood (id and title,
-    /// in the order given), since a request may name them by loosely typed titles.
+    /// in the order given, each once), since a request may name them by loosely typed
+    /// titles. The liked items are a set: an item named twice (by its id and its title,
+    /// say) counts once, and how many such repeats were dropped is returned too, so the
+    /// ranking of any list is the ranking of its distinct items. A list longer than the
+    /// catalogue or than [`MAX_LIKED`] is refused.
     pub fn recommend_for_named_items(
         &self,
         liked: &[String],
         k: usize,
         method: FoldMethod,
-    ) -> Result<(Vec<NamedItem>, Vec<Scored>)> {
+    ) -> Result<FoldedIn> {
         self.check_k(k)?;
         if liked.is_empty() {
             bad!("give at least one item the new user liked");
         }
-        let ids = liked
-            .iter()
-            .map(|s| self.item(s))
-            .collect::<Result<Vec<u32>>>()?;
+        let limit = MAX_LIKED.min(self.n_items());
+        if liked.len() > limit {
+            bad!(
+                "{} liked items: at most {limit} ({}) can be given",
+                liked.len(),
+                if limit == MAX_LIKED {
+                    format!("the limit of a request, MAX_LIKED = {MAX_LIKED}")
+                } else {
+                    "the size of the catalogue".to_string()
+                }
+            );
+        }
+        let mut ids = Vec::with_capacity(liked.len());
+        let mut seen = std::collections::HashSet::with_capacity(liked.len());
+        for s in liked {
+            let i = self.item(s)?;
+            if seen.insert(i) {
+                ids.push(i);
+            }
+        }
         let u = self.fold_in_vector(&ids, method);
-        let named = ids.iter().map(|&i| self.named(i)).collect();
-        Ok((named, self.rank(&u, &ids, k)))
+        Ok(FoldedIn {
+            liked: ids.iter().map(|&i| self.named(i)).collect(),
+            duplicates: liked.len() - ids.len(),
+            items: self.rank(&u, &ids, k),
+        })
     }
 
     /// The `k` items nearest to `item` by cosine in the model's item space.

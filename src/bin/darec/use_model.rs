@@ -188,13 +188,19 @@ pub fn run(cmd: UseCommand) -> anyhow::Result<()> {
                     recs
                 }
                 (None, None) => {
-                    let (liked, recs) = r.recommend_for_named_items(&items, k, fold_in)?;
+                    let f = r.recommend_for_named_items(&items, k, fold_in)?;
                     if !json {
                         // the items as understood, since titles may be typed loosely
-                        let titles: Vec<&str> = liked.iter().map(|n| n.title.as_str()).collect();
+                        let titles: Vec<&str> = f.liked.iter().map(|n| n.title.as_str()).collect();
                         println!("new user who liked: {}", titles.join("; "));
+                        if f.duplicates > 0 {
+                            println!(
+                                "({} repeated item(s) dropped: the liked items are a set)",
+                                f.duplicates
+                            );
+                        }
                     }
-                    recs
+                    f.items
                 }
             };
             print_ranked(&recs, json, "title")
