@@ -14,7 +14,7 @@
 //! `cargo bench --bench scale` — settings from the environment:
 //! `DAREC_SCALE_SIZES` (`1M,4M,16M,64M`), `DAREC_SCALE_THREADS` (2),
 //! `DAREC_SCALE_STEPS` (16: LightGCN's `train.steps_per_epoch` in the large-data mode),
-//! `DAREC_SCALE_SAMPLE_USERS` (10000), `DAREC_SCALE_TIMED_STEPS` (20: the steps of a
+//! `DAREC_SCALE_SAMPLE_USERS` (10000), `DAREC_SCALE_TIMED_STEPS` (10: the steps of a
 //! protocol epoch that are run, the epoch time extrapolated from them when it has more), `DAREC_SCALE_FULL_EVAL` (2e10: full
 //! ranking only where users x items is at most this), `DAREC_SCALE_MODELS`
 //! (`mf,lightgcn`), `DAREC_IMPLICIT_PYTHON` (`.venv-implicit/bin/python`, then `python3`).
@@ -107,7 +107,7 @@ fn run_cell(spec: &Value) -> anyhow::Result<()> {
     // the large-data modes run whole epochs; a protocol epoch its first steps
     let timed: usize = match mode {
         "large" => usize::MAX,
-        _ => env_or("DAREC_SCALE_TIMED_STEPS", "20").parse()?,
+        _ => env_or("DAREC_SCALE_TIMED_STEPS", "10").parse()?,
     };
     let t1 = Instant::now();
     let sums = runner.run_steps(&mut model, timed)?;
