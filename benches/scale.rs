@@ -7,8 +7,9 @@
 //! memory (of the whole run: reading and preparing included); beside them implicit's BPR and ALS iterations and its top-20 for every user on
 //! the same training matrix (bench/implicit_scale.py), when a Python with implicit is
 //! found. Every darec cell runs in its own child process, so its peak memory is its own.
-//! A protocol epoch too long to run whole is timed over its first steps and extrapolated
-//! (marked `~`). Prints a markdown table and, per model and mode, how the epoch time
+//! A protocol epoch too long to run whole is timed over steps of its own (after two
+//! steps that bring the buffers in) and extrapolated (marked `~`); MF's large-data epoch
+//! is timed after a first, untimed one, as implicit's iterations after its first. Prints a markdown table and, per model and mode, how the epoch time
 //! grows from the second size to the last.
 //!
 //! `cargo bench --bench scale` — settings from the environment:
@@ -109,6 +110,13 @@ fn run_cell(spec: &Value) -> anyhow::Result<()> {
         "large" => usize::MAX,
         _ => env_or("DAREC_SCALE_TIMED_STEPS", "10").parse()?,
     };
+    if timed < steps || model_name == "mf" {
+        // the first steps fault the buffers in (implicit's first iteration is reported
+        // apart too): an extrapolated epoch is timed after two steps, MF's cheap epoch
+        // after a whole one
+        let warm = if timed < steps { 2 } else { usize::MAX };
+        runner.run_steps(&mut model, warm)?;
+    }
     let t1 = Instant::now();
     let sums = runner.run_steps(&mut model, timed)?;
     let elapsed = t1.elapsed().as_secs_f64();

@@ -41,7 +41,8 @@ use topk::TopK;
 pub struct EvalOptions {
     /// Cut-offs K (default `[5, 10, 20]`); each must be >= 1. Duplicates are ignored.
     pub ks: Vec<usize>,
-    /// Users scored per batch (default 1024); memory is `batch_users x n_items` f32.
+    /// Users scored per batch (default 1024): memory is `batch_users x n_items` f32, at
+    /// most [`MAX_SCORE_BYTES`] (fewer users a batch in a large catalogue).
     pub batch_users: usize,
     /// Rank all items for only this many users of the split, a random sample fixed by
     /// `sample_seed` (the same users at every validation, for every model), and report
@@ -110,6 +111,17 @@ pub enum EvalError {
         n_items: usize,
         expected: usize,
     },
+}
+
+/// Most bytes of scores one batch holds (the scorer's product may hold as many again):
+/// with a large catalogue, fewer users are scored at once than `batch_users` asks.
+pub const MAX_SCORE_BYTES: usize = 128 << 20;
+
+/// Users scored per batch: `batch_users`, or fewer so that a batch's scores fit in
+/// [`MAX_SCORE_BYTES`] (at least one user). The results do not depend on it.
+pub fn users_per_batch(batch_users: usize, n_items: usize) -> usize {
+    let fit = MAX_SCORE_BYTES / (n_items.max(1) * std::mem::size_of::<f32>());
+    batch_users.min(fit).max(1)
 }
 
 /// Number of user rows of a `UserItems` (0 for an empty default value).
@@ -201,7 +213,7 @@ pub fn evaluate(
 
     let mut scores: Vec<f32> = Vec::new();
     let mut per_user: Vec<f64> = Vec::new();
-    for batch in users.chunks(opts.batch_users) {
+    for batch in users.chunks(users_per_batch(opts.batch_users, n_items)) {
         scorer.score(batch, &mut scores)?;
         let expected = batch.len() * n_items;
         if scores.len() != expected {

@@ -261,6 +261,10 @@ fn batch_size_does_not_change_results() {
     };
     let big = run(4096);
     assert!(big.get("recall@20").unwrap() > 0.0);
+    // a large catalogue scores fewer users at once: 128 MiB of scores at most
+    assert_eq!(darec::eval::users_per_batch(1024, 667_000), 50);
+    assert_eq!(darec::eval::users_per_batch(1024, 3_500), 1024);
+    assert_eq!(darec::eval::users_per_batch(1024, usize::MAX / 8), 1);
     assert_eq!(run(1), big);
     assert_eq!(run(7), big);
 }
