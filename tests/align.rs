@@ -341,6 +341,60 @@ fn aligned_models_train_end_to_end_and_reload() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The large-data mode (`train.steps_per_epoch`, issue 34) with the alignments it applies
+/// to: RLMRec-Gen and DaRec train (their losses logged, the main loss falling) and resume
+/// to the bits of an uninterrupted run; RLMRec-Con, whose in-batch term grows with the
+/// square of the batch, is refused before anything runs.
+#[test]
+fn the_large_data_mode_trains_with_the_alignments_it_applies_to() {
+    let (dir, base) = setup("large");
+    for kind in [AlignKind::RlmrecGen, AlignKind::Darec] {
+        let mut o = base.clone();
+        o.push("model.backbone=\"lightgcn\"".into());
+        o.push(format!("align.kind=\"{}\"", kind.as_str()));
+        o.push("train.steps_per_epoch=2".into());
+        o.push("train.batch_size=64".into());
+        o.push("train.max_epochs=12".into());
+        let mut cfg = Config::load(None, &o).unwrap();
+        let ds = load_dataset(&cfg.data).unwrap();
+        let straight = dir.join(format!("{}-straight", kind.as_str()));
+        let r = darec::pipeline::train_on(&cfg, &ds, Some(straight.clone())).unwrap();
+        let log = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap();
+        let bpr: Vec<f64> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["split"] == "valid")
+            .map(|v| v["loss_bpr"].as_f64().unwrap())
+            .collect();
+        assert!(bpr.len() == 4 && bpr[3] < bpr[0], "{kind:?}: {bpr:?}");
+        let terms = log.lines().next().unwrap();
+        assert!(
+            terms.matches("\"loss_").count() >= 2,
+            "{kind:?}: the alignment's terms are logged: {terms}"
+        );
+        cfg.train.max_epochs = 6;
+        let part = dir.join(format!("{}-part", kind.as_str()));
+        darec::pipeline::train_on(&cfg, &ds, Some(part.clone())).unwrap();
+        let text = std::fs::read_to_string(part.join("config.toml")).unwrap();
+        std::fs::write(
+            part.join("config.toml"),
+            text.replace("max_epochs = 6", "max_epochs = 12"),
+        )
+        .unwrap();
+        let resumed = darec::pipeline::resume_run(&part).unwrap();
+        assert_eq!(resumed.test.values, r.test.values, "{kind:?}");
+    }
+    let mut o = base.clone();
+    o.push("align.kind=\"rlmrec_con\"".into());
+    o.push("train.steps_per_epoch=2".into());
+    let e = format!("{:#}", Config::load(None, &o).unwrap_err());
+    assert!(
+        e.contains("steps_per_epoch") && e.contains("rlmrec_con"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// `score_shared`: BPR, evaluation and serving all score with `[e_C ; P_C^sh(e_C)]`: the
 /// served vectors are twice the backbone's width, a fold-in and an explanation work, and
 /// evaluation after reloading gives the training run's numbers.
