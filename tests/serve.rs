@@ -580,6 +580,39 @@ fn darec_cli(args: &[&str]) -> std::process::Command {
     c
 }
 
+/// `darec serve` on `run` at a free port: the child, the rest of its output, and the
+/// address it printed on its first line.
+fn spawn_server(
+    run: &Path,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+    SocketAddr,
+) {
+    use std::io::BufRead;
+    let mut child = darec_cli(&[
+        "serve",
+        "--run",
+        run.to_str().unwrap(),
+        "--addr",
+        "127.0.0.1:0",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_else(|| panic!("no address in `{line}`"))
+        .parse()
+        .unwrap();
+    (child, out, addr)
+}
+
 /// Issue 37, defect 1: a record cut short by a kill (the old two-write record left a
 /// line without its end, and the next item was glued onto it) is set aside at start, with
 /// every whole record kept; the next item starts on a line of its own; and an item
@@ -635,21 +668,7 @@ fn a_torn_added_item_record_is_set_aside_and_no_acknowledged_item_is_lost() {
 fn add_item_is_refused_while_a_server_writes_the_run() {
     let Some(run) = run_dir() else { return };
     let copy = copy_run(run, "run-locked");
-    use std::io::BufRead;
-    let mut child = darec_cli(&[
-        "serve",
-        "--run",
-        copy.to_str().unwrap(),
-        "--addr",
-        "127.0.0.1:0",
-    ])
-    .stdout(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(line.contains("serving"), "{line}");
+    let (mut child, _out, _addr) = spawn_server(&copy);
     let cli = darec_cli(&[
         "add-item",
         "--run",
@@ -767,30 +786,7 @@ fn fold_in_counts_each_liked_item_once() {
 #[test]
 fn the_binary_serves_and_stops_cleanly_on_sigterm() {
     let Some(run) = run_dir() else { return };
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_darec"))
-        .args([
-            "--log",
-            "warn",
-            "serve",
-            "--run",
-            run.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split('/').next())
-        .unwrap_or_else(|| panic!("no address in `{line}`"))
-        .parse()
-        .unwrap();
+    let (mut child, mut out, addr) = spawn_server(run);
     assert_eq!(http(addr, "GET", "/health", None).0, 200);
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
