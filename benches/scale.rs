@@ -2,15 +2,17 @@
 //! 64M interactions (RLMRec's random 3:1:1 split), and on each the time to prepare the
 //! data, the epoch time of MF and LightGCN in the protocol mode (batches of 4096, dense
 //! Adam) and in the large-data mode (MF: `train.optimizer = "lazy_adam"`; LightGCN:
-//! `train.steps_per_epoch`), the time of a validation (full ranking where the users x
-//! items matrix is small enough, and on a fixed sample of users beside it) and the peak
-//! memory (of the whole run: reading and preparing included); beside them implicit's BPR and ALS iterations and its top-20 for every user on
-//! the same training matrix (bench/implicit_scale.py), when a Python with implicit is
-//! found. Every darec cell runs in its own child process, so its peak memory is its own.
-//! A protocol epoch too long to run whole is timed over steps of its own (after two
-//! steps that bring the buffers in) and extrapolated (marked `~`); MF's large-data epoch
-//! is timed after a first, untimed one, as implicit's iterations after its first. Prints a markdown table and, per model and mode, how the epoch time
-//! grows from the second size to the last.
+//! `train.steps_per_epoch`; both with `train.sampler = "parallel"`), the time of a
+//! validation (full ranking where the users x items matrix is small enough, and on a
+//! fixed sample of users beside it) and the peak memory (of the whole run: reading and
+//! preparing included); beside them implicit's BPR and ALS iterations and its top-20 for
+//! every user on the same training matrix (bench/implicit_scale.py), when a Python with
+//! implicit is found. Every darec cell runs in its own child process, so its peak memory
+//! is its own. A protocol epoch too long to run whole is timed over steps of its own
+//! (after two steps that bring the buffers in) and extrapolated (marked `~`); MF's
+//! large-data epoch is timed after a first, untimed one, as implicit's iterations after
+//! its first. Prints a markdown table and, per model and mode, how the epoch time grows
+//! from the second size to the last.
 //!
 //! `cargo bench --bench scale` — settings from the environment:
 //! `DAREC_SCALE_SIZES` (`1M,4M,16M,64M`), `DAREC_SCALE_THREADS` (2),
@@ -18,7 +20,9 @@
 //! `DAREC_SCALE_SAMPLE_USERS` (10000), `DAREC_SCALE_TIMED_STEPS` (10: the steps of a
 //! protocol epoch that are run, the epoch time extrapolated from them when it has more), `DAREC_SCALE_FULL_EVAL` (2e10: full
 //! ranking only where users x items is at most this), `DAREC_SCALE_MODELS`
-//! (`mf,lightgcn`), `DAREC_IMPLICIT_PYTHON` (`.venv-implicit/bin/python`, then `python3`).
+//! (`mf,lightgcn`), `DAREC_SCALE_MODES` (`protocol,large`), `DAREC_SCALE_IMPLICIT` (1; 0
+//! leaves implicit out), `DAREC_IMPLICIT_PYTHON` (`.venv-implicit/bin/python`, then
+//! `python3`).
 //! Data go to `<cache>/synth/synth-<size>-s1.tsv` (made when missing).
 
 #[path = "support/torch.rs"]
@@ -65,6 +69,9 @@ fn config(size: &str, model: &str, mode: &str) -> anyhow::Result<Config> {
         ("mf", "large") => set.push("train.optimizer=\"lazy_adam\"".into()),
         (_, "large") => set.push(format!("train.steps_per_epoch={steps}")),
         _ => {}
+    }
+    if mode == "large" {
+        set.push("train.sampler=\"parallel\"".into());
     }
     Config::load(None, &set)
 }
@@ -207,6 +214,11 @@ fn main() -> anyhow::Result<()> {
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
+    let modes: Vec<String> = env_or("DAREC_SCALE_MODES", "protocol,large")
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let with_implicit = env_or("DAREC_SCALE_IMPLICIT", "1") != "0";
     let models: Vec<String> = env_or("DAREC_SCALE_MODELS", "mf,lightgcn")
         .split(',')
         .map(|s| s.trim().to_string())
@@ -229,7 +241,7 @@ fn main() -> anyhow::Result<()> {
         };
         rows.push(prep.clone());
         for model in &models {
-            for mode in ["protocol", "large"] {
+            for mode in modes.iter().map(String::as_str) {
                 if let Some(r) = child(
                     &exe,
                     json!({"size": size, "model": model, "mode": mode}),
@@ -238,6 +250,9 @@ fn main() -> anyhow::Result<()> {
                     rows.push(r);
                 }
             }
+        }
+        if !with_implicit {
+            continue;
         }
         let Some(py) = &python else {
             eprintln!("implicit skipped: no Python with implicit (set DAREC_IMPLICIT_PYTHON)");

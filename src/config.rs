@@ -71,6 +71,18 @@ pub struct TrainConfig {
     pub lr_scaling: LrScaling,
     /// Linear learning-rate warm-up over this many first steps (0: none).
     pub warmup_steps: usize,
+    /// How an epoch's triples are drawn: `protocol` (one core, the published runs'
+    /// stream) or `parallel` (every core; the same distribution from other streams).
+    pub sampler: SamplerKind,
+}
+
+/// The sampler of `train.sampler`.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerKind {
+    #[default]
+    Protocol,
+    Parallel,
 }
 
 /// The optimiser of `train.optimizer`.
@@ -151,6 +163,7 @@ impl Default for TrainConfig {
             steps_per_epoch: 0,
             lr_scaling: LrScaling::Sqrt,
             warmup_steps: 0,
+            sampler: SamplerKind::Protocol,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The large-data switches (issue 34) through the real pipeline: `train.optimizer =
 //! "lazy_adam"` (MF), `train.steps_per_epoch` with its learning-rate rule and warm-up
-//! (every trainable backbone), `eval.sample_users`, and `darec data synth` data read by
+//! (every trainable backbone), `train.sampler = "parallel"`, `eval.sample_users`, and
+//! `darec data synth` data read by
 //! the `synth` preset. Each is resumable, and refused with a clear message where it does
 //! not apply.
 
@@ -60,6 +61,13 @@ fn lazy_adam_trains_mf() {
         ("mostpop", vec![]),
         ("dense", vec![]),
         ("lazy", vec!["train.optimizer=\"lazy_adam\""]),
+        (
+            "lazy-parallel",
+            vec![
+                "train.optimizer=\"lazy_adam\"",
+                "train.sampler=\"parallel\"",
+            ],
+        ),
     ] {
         let backbone = if name == "mostpop" { "mostpop" } else { "mf" };
         let cfg = config(&data, backbone, &extra);
@@ -76,6 +84,12 @@ fn lazy_adam_trains_mf() {
     }
     assert!(recall["lazy"] > 1.5 * recall["mostpop"], "{recall:?}");
     assert!(recall["lazy"] > 0.9 * recall["dense"], "{recall:?}");
+    // the parallel sampler: the same distribution of triples, other draws
+    assert!(
+        recall["lazy-parallel"] > 0.9 * recall["dense"],
+        "{recall:?}"
+    );
+    assert_ne!(recall["lazy-parallel"], recall["lazy"]);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -148,6 +162,15 @@ fn the_large_data_switches_resume_bit_identically() {
         ],
     );
     assert_resumes(&mut steps, &dir, "steps");
+    let mut parallel = config(
+        &data,
+        "mf",
+        &[
+            "train.optimizer=\"lazy_adam\"",
+            "train.sampler=\"parallel\"",
+        ],
+    );
+    assert_resumes(&mut parallel, &dir, "parallel");
     std::fs::remove_dir_all(&dir).ok();
 }
 

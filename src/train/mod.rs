@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod lazy_step;
 pub mod loss;
 pub mod model;
+pub mod parallel_sampler;
 pub mod sampler;
 
 pub use model::Model;
@@ -316,6 +317,7 @@ pub struct EpochRunner {
     /// The learning rate after scaling for the batch size, before warm-up.
     lr: f64,
     warmup_steps: usize,
+    parallel_sampling: bool,
     extra_reg: Option<f64>,
     /// Optimiser steps taken in the last epoch.
     pub steps_last_epoch: usize,
@@ -381,6 +383,7 @@ impl EpochRunner {
             batch_size,
             lr,
             warmup_steps: t.warmup_steps,
+            parallel_sampling: t.sampler == crate::config::SamplerKind::Parallel,
             extra_reg: (!reg_in_optimizer && cfg.model.reg > 0.0).then_some(cfg.model.reg),
             steps_last_epoch: 0,
             sample_seconds_last_epoch: 0.0,
@@ -442,7 +445,11 @@ impl EpochRunner {
     ) -> anyhow::Result<Vec<(String, f64)>> {
         let device = model.device().clone();
         let t0 = Instant::now();
-        let triples = self.sampler.epoch(&mut self.sample_rng);
+        let triples = if self.parallel_sampling {
+            self.sampler.epoch_parallel(&mut self.sample_rng)
+        } else {
+            self.sampler.epoch(&mut self.sample_rng)
+        };
         self.sample_seconds_last_epoch = t0.elapsed().as_secs_f64();
         let mut sums: Vec<(String, f64)> = Vec::new();
         self.steps_last_epoch = 0;

@@ -33,6 +33,12 @@ impl BprSampler {
         self.pairs.len()
     }
 
+    /// All triples of one epoch, drawn on every core (`train.sampler = "parallel"`;
+    /// see `parallel_sampler.rs`).
+    pub fn epoch_parallel(&self, rng: &mut Rng) -> Vec<(u32, u32, u32)> {
+        super::parallel_sampler::epoch(&self.pairs, &self.train, self.n_items, rng)
+    }
+
     /// All triples of one epoch, shuffled.
     pub fn epoch(&self, rng: &mut Rng) -> Vec<(u32, u32, u32)> {
         // the shuffle's swaps depend on the length alone: shuffling the pairs themselves
